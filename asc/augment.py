@@ -1,0 +1,143 @@
+"""Between-class (BC) learning and mixup, on the training device.
+
+BC learning (Tokozume, Ushiku & Harada, ICLR 2018) trains on mixtures of two examples of
+*different* classes with the mixing ratio as the target.  The mix is
+sound-pressure-aware: the louder waveform is turned down so that the perceived ratio of
+the two sounds is ``r``.  See DESIGN.md §2.3 for the formulas implemented here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+MIN_DB = -80.0  # floor of the A-weighting curve and of frame power, dB
+
+
+def bc_n_fft(sample_rate: int) -> int:
+    """Frame length of the gain computation: 2048 at 16 kHz, 4096 at 44.1 kHz, else the
+    power of two nearest to 0.1 * sample_rate (ties go to the larger)."""
+    target = 0.1 * sample_rate
+    lo = 2 ** math.floor(math.log2(target))
+    return lo if target - lo < 2 * lo - target else 2 * lo
+
+
+def a_weighting_db(freqs: torch.Tensor) -> torch.Tensor:
+    """A-weighting in dB at ``freqs`` (Hz), floored at -80 dB; f² at DC taken as 1."""
+    f2 = freqs.double() ** 2
+    f2 = torch.where(f2 == 0, torch.ones_like(f2), f2)
+    num = 12194.0**2 * f2**2
+    den = (f2 + 20.6**2) * torch.sqrt((f2 + 107.7**2) * (f2 + 737.9**2)) * (f2 + 12194.0**2)
+    return (2.0 + 20 * torch.log10(num / den)).clamp_min(MIN_DB)
+
+
+def bc_gain_db(x: torch.Tensor, sample_rate: int, mode: str = "a_weighting") -> torch.Tensor:
+    """Gain of each waveform in dB: the maximum over frames of the frame power.
+
+    Parameters
+    ----------
+    x : Tensor (B, N)
+        Waveforms.  Frames are ``bc_n_fft(sample_rate)`` samples with a hop of half that;
+        only whole frames count (a waveform shorter than one frame is zero-padded to one).
+    sample_rate : int
+        Rate of ``x`` in Hz.
+    mode : str
+        ``a_weighting``: frame power = sum_k |rfft(w x)|_k^2 * 10^(A_k / 10) with w the
+        periodic Hann window; ``rms``: frame power = mean(x^2).
+
+    Returns
+    -------
+    Tensor (B,)
+        ``max_frames 10 log10(max(P_frame, 1e-8))``.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"bc_gain_db expects (B, N) waveforms, got shape {tuple(x.shape)}")
+    n_fft = bc_n_fft(sample_rate)
+    x = x.double()
+    if x.shape[1] < n_fft:
+        x = F.pad(x, (0, n_fft - x.shape[1]))
+    frames = x.unfold(1, n_fft, n_fft // 2)  # (B, n_frames, n_fft), whole frames only
+    if mode == "rms":
+        power = frames.pow(2).mean(-1)
+    elif mode == "a_weighting":
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64, device=x.device)
+        spec = torch.fft.rfft(frames * window, dim=-1).abs().pow(2)
+        freqs = torch.fft.rfftfreq(n_fft, d=1.0 / sample_rate, dtype=torch.float64, device=x.device)
+        power = (spec * 10 ** (a_weighting_db(freqs) / 10)).sum(-1)
+    else:
+        raise ValueError(f"unknown gain mode {mode!r}; use 'a_weighting' or 'rms'")
+    floor = 10 ** (MIN_DB / 10)
+    return (10 * torch.log10(power.clamp_min(floor))).amax(-1).float()
+
+
+def bc_mix_ratio(g1: torch.Tensor, g2: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """p = 1 / (1 + 10^((G1 - G2)/20) (1 - r) / r), written as r / (r + 10^(..)(1 - r))
+    so that r = 0 and r = 1 give exactly 0 and 1."""
+    return r / (r + 10 ** ((g1 - g2) / 20) * (1 - r))
+
+
+def _mix(x1: torch.Tensor, x2: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    shape = (-1,) + (1,) * (x1.dim() - 1)
+    p = p.reshape(shape).to(x1.dtype)
+    return (p * x1 + (1 - p) * x2) / torch.sqrt(p**2 + (1 - p) ** 2)
+
+
+def bc_mix(x1: torch.Tensor, x2: torch.Tensor, r: torch.Tensor, sample_rate: int,
+           mode: str = "a_weighting") -> torch.Tensor:
+    """Sound-pressure-aware BC mix of two (B, N) waveform batches with ratios r (B,)."""
+    g1, g2 = bc_gain_db(x1, sample_rate, mode), bc_gain_db(x2, sample_rate, mode)
+    return _mix(x1, x2, bc_mix_ratio(g1, g2, r.to(g1.dtype)))
+
+
+def bc_mix_spectrogram(s1: torch.Tensor, s2: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """BC mix of standardised spectrograms (B, F, T): the std-ratio form
+    p = 1 / (1 + (sigma1 / sigma2) (1 - r) / r) of the same formula."""
+    sd1 = s1.flatten(1).std(1).clamp_min(1e-8)
+    sd2 = s2.flatten(1).std(1).clamp_min(1e-8)
+    return _mix(s1, s2, r / (r + sd1 / sd2 * (1 - r)))
+
+
+def draw_partners(labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """For each example, the index of a partner with a *different* label, drawn uniformly.
+
+    If every example in the batch has the same label, partners are drawn uniformly (the
+    mixed target is then still exact, just not between-class).
+    """
+    different = (labels[:, None] != labels[None, :]).float()
+    lonely = different.sum(1) == 0
+    different[lonely] = 1.0
+    return torch.multinomial(different, 1, generator=generator).squeeze(1)
+
+
+def mix_batch(wave: torch.Tensor, labels: torch.Tensor, n_classes: int, mode: str,
+              sample_rate: int, gain: str = "a_weighting", mixup_alpha: float = 0.4):
+    """Mix a training batch of waveforms.  Returns (wave, soft targets (B, C), partners, r).
+
+    ``mode``: ``bc`` mixes waveforms here; ``bc_spec`` only draws partners and ratios
+    (the spectrogram mix happens after the front-end); ``mixup`` mixes linearly with a
+    Beta(alpha, alpha) ratio and random partners; ``none`` returns one-hot targets.
+    """
+    onehot = F.one_hot(labels, n_classes).float()
+    if mode == "none":
+        return wave, onehot, None, None
+    if mode == "mixup":
+        partners = torch.randperm(len(labels), device=labels.device)
+        lam = torch.distributions.Beta(mixup_alpha, mixup_alpha).sample((len(labels),)).to(wave.device)
+        lam_ = lam.reshape(-1, *([1] * (wave.dim() - 1)))
+        mixed = lam_ * wave + (1 - lam_) * wave[partners]
+        return mixed, lam[:, None] * onehot + (1 - lam[:, None]) * onehot[partners], partners, lam
+    partners = draw_partners(labels)
+    r = torch.rand(len(labels), device=wave.device)
+    targets = r[:, None] * onehot + (1 - r[:, None]) * onehot[partners]
+    if mode == "bc":
+        wave = bc_mix(wave, wave[partners], r, sample_rate, gain)
+    elif mode != "bc_spec":
+        raise ValueError(f"unknown mix mode {mode!r}")
+    return wave, targets, partners, r
+
+
+def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """KL(t || softmax(logits)), averaged over the batch."""
+    return F.kl_div(F.log_softmax(logits.float(), dim=-1), targets, reduction="batchmean")

@@ -1,0 +1,250 @@
+"""Configuration schema, loading, merging and validation.
+
+The schema below *is* the documentation of every key: defaults describe the embedded
+synthetic data set with STAP-CRNN + BC learning, so ``asc cv`` with no arguments runs the
+main experiment.  A YAML file (``--config``) is merged on top, then ``key=value``
+overrides from the command line.  Unknown keys and bad values raise :class:`AscError`
+with the offending key named.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from asc.errors import AscError
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "default"  # runs land in <output_dir>/<name>/; also the W&B group
+    tags: List[str] = field(default_factory=list)  # W&B tags
+
+
+@dataclass
+class SyntheticConfig:
+    """Embedded synthetic scenes (asc.data.synthetic)."""
+
+    preset: str = "default"  # default | hard (longer clips, fewer and quieter events)
+    n_classes: int = 8  # 2..8
+    clips_per_class: int = 48
+    n_folds: int = 4
+    seed: int = 0  # data seed, independent of the training seed
+    clip_seconds: Optional[float] = None  # None: preset's value
+    events_per_clip: Optional[int] = None  # None: preset's value
+    event_snr_db: Optional[float] = None  # event level over background; None: preset
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # synthetic | litis | dcase | esc50 | folder
+    root: Optional[str] = None  # data set folder (file-based data sets only)
+    sample_rate: int = 16000  # Hz; audio is resampled to this on load
+    segment_seconds: float = 2.0  # network input length; training crops, eval windows
+    eval_hop_seconds: Optional[float] = None  # hop between eval windows; None: segment/2
+    batch_size: int = 32  # segments per training step, clips per eval step, per device
+    eval_batch_size: Optional[int] = None  # clips per eval step; None: batch_size
+    num_workers: int = 0
+    val_fraction: float = 0.1  # carved from each fold's training part, stratified
+    n_folds: int = 5  # folds made for data sets without official ones (folder)
+    on_bad_file: str = "error"  # error | skip
+    cache_dir: Optional[str] = None  # decoded-audio cache; None: <root>/.asc_cache
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class FeaturesConfig:
+    name: str = "gammatone"  # gammatone | mel | stft | cqt
+    n_bins: int = 64  # frequency bands
+    win_ms: float = 40.0  # analysis window (640 samples at 16 kHz)
+    hop_ms: float = 20.0  # frame hop (320 samples at 16 kHz)
+    fmin: float = 50.0  # Hz; set explicitly (nnAudio's Gammatone default is 0 Hz)
+    fmax: Optional[float] = None  # Hz; None: sample_rate / 2
+    log_eps: float = 1e-6  # log(x + eps) compression floor, power units
+
+
+@dataclass
+class ModelConfig:
+    name: str = "crnn"  # crnn | cnn
+    pooling: str = "stap"  # stap | temporal | spatial | mean | max   (crnn only)
+    spatial_attention: str = "summary"  # summary (any T) | track (fixed T)
+    conv_channels: List[int] = field(default_factory=lambda: [16, 32, 64])
+    freq_pool: List[int] = field(default_factory=lambda: [4, 4, 4])  # per conv block
+    time_pool: List[int] = field(default_factory=lambda: [2, 1, 1])  # per conv block
+    rnn_hidden: int = 64  # per direction; D = 2 * rnn_hidden
+    rnn_layers: int = 1
+    attention_dim: int = 64  # hidden size of the attention scorers
+    dropout: float = 0.3
+
+
+@dataclass
+class AugmentConfig:
+    mix: str = "bc"  # none | bc | bc_spec | mixup
+    gain: str = "a_weighting"  # a_weighting | rms   (bc only)
+    mixup_alpha: float = 0.4  # Beta(alpha, alpha)  (mixup only)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"  # cosine | none
+    warmup_epochs: int = 1
+
+
+@dataclass
+class LoggerConfig:
+    mode: str = "auto"  # auto (online if logged in, else offline) | offline | online | disabled
+    project: str = "asc"
+    entity: Optional[str] = None
+    attention_every_n_epochs: int = 0  # 0: attention pictures at test time only
+    attention_clips_per_class: int = 1
+    log_model: bool = False  # checkpoints as W&B artifacts (online only)
+
+
+@dataclass
+class EvalConfig:
+    aggregate: str = "mean_prob"  # mean_prob | mean_logprob | vote
+
+
+@dataclass
+class CVConfig:
+    folds: Optional[List[int]] = None  # None: every fold of the data set
+    bag_of_frames: bool = False  # also score the bag-of-frames baseline per fold
+
+
+@dataclass
+class Config:
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    output_dir: str = "runs"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    # Passed to lightning.Trainer as keyword arguments (keys checked against its signature).
+    trainer: Dict[str, Any] = field(
+        default_factory=lambda: {"max_epochs": 40, "accelerator": "auto", "devices": 1}
+    )
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+
+
+CHOICES = {
+    "data.name": ("synthetic", "litis", "dcase", "esc50", "folder"),
+    "data.on_bad_file": ("error", "skip"),
+    "data.synthetic.preset": ("default", "hard"),
+    "features.name": ("gammatone", "mel", "stft", "cqt"),
+    "model.name": ("crnn", "cnn"),
+    "model.pooling": ("stap", "temporal", "spatial", "mean", "max"),
+    "model.spatial_attention": ("summary", "track"),
+    "augment.mix": ("none", "bc", "bc_spec", "mixup"),
+    "augment.gain": ("a_weighting", "rms"),
+    "optim.scheduler": ("cosine", "none"),
+    "logger.mode": ("auto", "offline", "online", "disabled"),
+    "eval.aggregate": ("mean_prob", "mean_logprob", "vote"),
+}
+
+POSITIVE = (
+    "data.sample_rate", "data.segment_seconds", "data.batch_size", "features.n_bins",
+    "features.win_ms", "features.hop_ms", "model.rnn_hidden", "model.rnn_layers",
+    "model.attention_dim", "optim.lr", "data.synthetic.clips_per_class",
+)
+
+
+def _trainer_keys() -> set[str]:
+    from lightning import Trainer
+
+    return set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check values the type system cannot; raise AscError naming the key."""
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise AscError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+    for key in POSITIVE:
+        value = OmegaConf.select(cfg, key)
+        if value is None or value <= 0:
+            raise AscError(f"{key}={value!r} must be a positive number")
+    if not 0.0 <= cfg.data.val_fraction < 1.0:
+        raise AscError(f"data.val_fraction={cfg.data.val_fraction} must be in [0, 1)")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise AscError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
+    n_blocks = len(cfg.model.conv_channels)
+    if n_blocks == 0 or len(cfg.model.freq_pool) != n_blocks or len(cfg.model.time_pool) != n_blocks:
+        raise AscError(
+            "model.conv_channels, model.freq_pool and model.time_pool must be non-empty lists "
+            f"of the same length (got {n_blocks}, {len(cfg.model.freq_pool)}, {len(cfg.model.time_pool)})"
+        )
+    if cfg.data.name != "synthetic" and not cfg.data.root:
+        raise AscError(f"data.name={cfg.data.name} needs data.root=<folder of the unpacked data set>")
+    if not 2 <= cfg.data.synthetic.n_classes <= 8:
+        raise AscError(f"data.synthetic.n_classes={cfg.data.synthetic.n_classes} must be in 2..8")
+    unknown = set(cfg.trainer.keys()) - _trainer_keys()
+    if unknown:
+        raise AscError(
+            f"unknown trainer key(s): {', '.join(sorted('trainer.' + k for k in unknown))}; "
+            "trainer.* keys are passed to lightning.Trainer (see its documentation)"
+        )
+    folds = cfg.cv.folds
+    if folds is not None and (not isinstance(folds, (list, ListConfig)) or len(folds) == 0):
+        raise AscError(f"cv.folds={folds!r} must be a non-empty list like [1,2] or null for all folds")
+    return cfg
+
+
+def _parse_overrides(overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise AscError(f"override {item!r} is not of the form key=value (e.g. trainer.max_epochs=5)")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as e:
+        raise AscError(f"cannot parse overrides {overrides}: {e}") from None
+
+
+def _friendly(e: OmegaConfBaseException, source: str) -> AscError:
+    key = getattr(e, "full_key", None) or ""
+    msg = getattr(e, "msg", None) or str(e).splitlines()[0]
+    if "Key '" in msg and "not in" in msg:
+        return AscError(f"unknown config key {key!r} in {source}; see asc/config.py for the valid keys")
+    return AscError(f"bad value for {key!r} in {source}: {msg}")
+
+
+def load_config(config_file: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> DictConfig:
+    """Schema defaults <- YAML file <- ``key=value`` overrides, then validation."""
+    cfg = OmegaConf.structured(Config)
+    layers: list[tuple[str, DictConfig]] = []
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise AscError(f"config file {str(path)!r} not found; pass a YAML file such as experiments/demo.yaml")
+        try:
+            layers.append((str(path), OmegaConf.load(path)))
+        except Exception as e:  # yaml errors come in several types
+            raise AscError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if overrides:
+        layers.append(("the command line", _parse_overrides(overrides)))
+    for source, layer in layers:
+        try:
+            # trainer is an open dict: replace it key by key rather than type-checking it
+            cfg = OmegaConf.merge(cfg, layer)
+        except OmegaConfBaseException as e:
+            raise _friendly(e, source) from None
+    return validate(cfg)
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def to_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,212 @@
+"""One fold, all folds, resume, results.json.
+
+Cross-validation is not built into Lightning: every fold gets a fresh Trainer, model,
+DataModule and W&B run (grouped by experiment).  Each finished fold writes
+``fold-<k>/result.json``; a re-run skips finished folds and resumes an interrupted one
+from ``fold-<k>/checkpoints/last.ckpt`` under the same W&B run id.  ``results.json`` is
+rewritten atomically after every fold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from asc.config import to_dict, to_yaml
+from asc.data import load_clipset
+from asc.data.base import ClipSet
+from asc.errors import AscError
+
+METRICS = ("test/acc", "test/macro_f1")
+# keys that may change between a run and its resumption without changing its results
+RESUMABLE_KEYS = ("cv", "logger", "data.num_workers", "data.root", "data.cache_dir", "trainer.devices",
+                  "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "trainer.enable_progress_bar")
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write to a temporary file in the same folder, then rename: a reader (or a kill at
+    any moment) sees either the old file or the new one, never half of one."""
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def experiment_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.output_dir) / cfg.experiment.name
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    c = OmegaConf.create(cfg_dict)
+    for key in RESUMABLE_KEYS:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(c, parent) if parent else c
+        if node is not None and leaf in node:
+            node.pop(leaf)
+    return OmegaConf.to_container(c)
+
+
+def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
+    """Create the experiment folder and write config.yaml; refuse to mix a different
+    config into an existing experiment's folds."""
+    exp_dir = experiment_dir(cfg)
+    cfg_path = exp_dir / "config.yaml"
+    if cfg_path.exists():
+        old = to_dict(OmegaConf.load(cfg_path))
+        if _comparable(old) != _comparable(to_dict(cfg)):
+            raise AscError(
+                f"{exp_dir} already holds experiment {cfg.experiment.name!r} run with a different config; "
+                "pick a new experiment.name=..., or delete that folder to start over"
+            )
+    if is_rank_zero:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cfg_path.with_suffix(".yaml.tmp")
+        tmp.write_text(to_yaml(cfg))
+        os.replace(tmp, cfg_path)
+    return exp_dir
+
+
+def attention_clip_ids(clips: ClipSet, indices: np.ndarray, per_class: int) -> list[int]:
+    """A fixed set of clips: the first ``per_class`` of each class among ``indices``."""
+    chosen = []
+    for c in range(len(clips.class_names)):
+        chosen += [int(i) for i in indices[clips.labels[indices] == c][:per_class]]
+    return chosen
+
+
+def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict | None:
+    """Train, select by val/acc and test one fold.  Returns the fold's result row (None on
+    ranks other than 0)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from asc.data.datamodule import SceneDataModule
+    from asc.module import SceneClassifier
+    from asc.tracking import AttentionPictures, finish_fold_logging, new_run_id, wandb_logger
+
+    fold_dir = exp_dir / f"fold-{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    id_file = fold_dir / "wandb_run_id"
+    if not id_file.exists():
+        id_file.write_text(new_run_id())
+    run_id = id_file.read_text().strip()
+
+    L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
+    dm = SceneDataModule(clips, fold, cfg.data, cfg.seed)
+    module = SceneClassifier(to_dict(cfg), clips.class_names)
+    loggers = [CSVLogger(save_dir=str(fold_dir), name="", version="")]
+    wb = wandb_logger(cfg, exp_dir, f"{cfg.experiment.name}/fold-{fold}", f"fold-{fold}", run_id,
+                      {**to_dict(cfg), "fold": fold, **dm.sizes})
+    if wb is not None:
+        loggers.append(wb)
+    has_val = len(dm.val_idx) > 0
+    ckpt = ModelCheckpoint(dirpath=str(fold_dir / "checkpoints"), filename="best", save_last=True,
+                           monitor="val/acc" if has_val else None, mode="max")
+    pictures = AttentionPictures(clips, attention_clip_ids(clips, dm.test_idx, cfg.logger.attention_clips_per_class),
+                                 fold_dir / "attention", cfg.logger.attention_every_n_epochs)
+    trainer_kwargs = {"log_every_n_steps": 5, **to_dict(cfg)["trainer"]}
+    trainer = L.Trainer(logger=loggers, callbacks=[ckpt, pictures], default_root_dir=str(fold_dir), **trainer_kwargs)
+    last = fold_dir / "checkpoints" / "last.ckpt"
+    started = time.time()
+    trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None, weights_only=False)
+    best = ckpt.best_model_path if has_val and ckpt.best_model_path else str(last)
+    metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=False)[0]
+    if not trainer.is_global_zero:
+        return None
+    cm = module.test_confusion_matrix
+    per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
+    row = {
+        "fold": fold,
+        **{k: float(metrics[k]) for k in METRICS},
+        **dm.sizes,
+        "epochs": int(trainer.current_epoch),
+        "seconds": round(time.time() - started, 1),
+        "best_checkpoint": str(Path(best).resolve()),
+        "wandb_run_id": run_id,
+        "per_class_acc": dict(zip(clips.class_names, per_class)),
+        "confusion_matrix": cm.astype(int).tolist(),
+    }
+    finish_fold_logging(wb, module, row, clips.class_names, fold_dir)
+    write_json_atomic(fold_dir / "result.json", row)
+    return row
+
+
+def aggregate(rows: list[dict]) -> tuple[dict, dict]:
+    keys = [k for k in rows[0] if k.startswith(("test/", "bof/"))]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    std = {k: float(np.std([r[k] for r in rows])) for k in keys}
+    return mean, std
+
+
+def format_table(rows: list[dict], mean: dict, std: dict) -> str:
+    cols = [("fold", "fold"), ("n_train", "train"), ("n_val", "val"), ("n_test", "test"),
+            ("test/acc", "acc %"), ("test/macro_f1", "macro-F1 %")]
+    if rows and "bof/acc" in rows[0]:
+        cols.append(("bof/acc", "bag-of-frames acc %"))
+    cols.append(("seconds", "time s"))
+    widths = [max(len(h), 9) for _, h in cols]
+    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    fmt = lambda k, v: f"{100 * v:.2f}" if k.startswith(("test/", "bof/")) else v  # noqa: E731
+    out = [line([h for _, h in cols]), line(["-" * w for w in widths])]
+    out += [line([fmt(k, r[k]) for k, _ in cols]) for r in rows]
+    summary = [f"{100 * mean[k]:.2f}±{100 * std[k]:.2f}" if k in mean else "" for k, _ in cols]
+    summary[0] = "mean±std"
+    out += [line(["-" * w for w in widths]), line(summary)]
+    return "\n".join(out)
+
+
+def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
+    """Run every fold in ``cv.folds`` (default: all), or just the first with
+    ``only_first``; write and return results.json's content."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from asc.baselines import bag_of_frames_fold, clip_mean_features
+
+    is_zero = rank_zero_only.rank == 0
+    clips = load_clipset(cfg.data)
+    available = sorted(clips.folds)
+    folds = list(cfg.cv.folds) if cfg.cv.folds is not None else available
+    missing = [k for k in folds if k not in clips.folds]
+    if missing:
+        raise AscError(f"cv.folds={folds}: fold(s) {missing} do not exist in {clips.name}; available: {available}")
+    if only_first:
+        folds = folds[:1]
+    exp_dir = prepare_experiment(cfg, is_zero)
+    bof_feats = clip_mean_features(clips, cfg.features) if cfg.cv.bag_of_frames and is_zero else None
+    rows = []
+    for k in folds:
+        done = exp_dir / f"fold-{k}" / "result.json"
+        if done.exists():
+            row = json.loads(done.read_text())
+            print(f"fold {k}: already finished (test/acc {100 * row['test/acc']:.2f} %), skipping")
+        else:
+            row = run_fold(cfg, clips, k, exp_dir)
+            if row is None:  # not rank 0
+                continue
+        if bof_feats is not None and "bof/acc" not in row:
+            row["bof/acc"] = bag_of_frames_fold(bof_feats, clips, k)
+            write_json_atomic(done, row)
+        rows.append(row)
+        mean, std = aggregate(rows)
+        results = {"experiment": cfg.experiment.name, "folds": rows, "mean": mean, "std": std,
+                   "complete": len(rows) == len(folds), "config": to_dict(cfg)}
+        write_json_atomic(exp_dir / "results.json", results)
+    if not is_zero:
+        return {}
+    print()
+    print(f"experiment {cfg.experiment.name}: {clips.name}, model {cfg.model.name}"
+          f"{'/' + cfg.model.pooling if cfg.model.name == 'crnn' else ''}, mix {cfg.augment.mix}")
+    print(format_table(rows, mean, std))
+    print(f"results: {exp_dir / 'results.json'}")
+    from asc.tracking import aggregate_run
+
+    aggregate_run(cfg, exp_dir, results)
+    return results

@@ -1,0 +1,130 @@
+"""Time-frequency front-ends (nnAudio), log compression and per-band standardisation.
+
+Everything here is an ``nn.Module`` that runs on whatever device the waveform batch is
+on, always in float32 with autocast off: spectrogram front-ends lose precision (and
+sometimes produce inf) under bf16/fp16.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+@contextmanager
+def float32_region(device: torch.device):
+    """Disable autocast for the enclosed code on ``device``."""
+    with torch.autocast(device_type=device.type, enabled=False):
+        yield
+
+
+def frame_params(sample_rate: int, win_ms: float, hop_ms: float) -> tuple[int, int]:
+    """Window and hop in samples (e.g. 640 and 320 for 40/20 ms at 16 kHz)."""
+    return int(round(sample_rate * win_ms / 1000)), int(round(sample_rate * hop_ms / 1000))
+
+
+def n_frames(n_samples: int, hop: int) -> int:
+    """Frames produced for ``n_samples`` by a centred front-end."""
+    return n_samples // hop + 1
+
+
+class LogSpectrogram(nn.Module):
+    """Waveform (B, N) -> log time-frequency image (B, n_bins, T).
+
+    Parameters
+    ----------
+    name : str
+        ``gammatone`` (nnAudio ``Gammatonegram``), ``mel``, ``stft`` (linear-frequency
+        STFT bins between ``fmin`` and ``fmax``) or ``cqt`` (nnAudio ``CQT1992v2``).
+    sample_rate : int
+        Input rate in Hz.
+    n_bins : int
+        Frequency bands.
+    win_ms, hop_ms : float
+        Analysis window and hop in milliseconds.
+    fmin, fmax : float
+        Band edges in Hz (``fmax=None``: Nyquist).  Set ``fmin`` explicitly: nnAudio's
+        Gammatone default of 0 Hz puts the lowest band at DC.
+    log_eps : float
+        Floor of ``log(power + eps)``.
+    """
+
+    def __init__(self, name: str = "gammatone", sample_rate: int = 16000, n_bins: int = 64,
+                 win_ms: float = 40.0, hop_ms: float = 20.0, fmin: float = 50.0,
+                 fmax: float | None = None, log_eps: float = 1e-6):
+        super().__init__()
+        import nnAudio.features as F
+
+        self.name, self.sample_rate, self.n_bins, self.log_eps = name, sample_rate, n_bins, log_eps
+        win, hop = frame_params(sample_rate, win_ms, hop_ms)
+        self.hop = hop
+        fmax = float(fmax or sample_rate / 2)
+        if not 0 <= fmin < fmax <= sample_rate / 2:
+            raise ValueError(f"need 0 <= fmin ({fmin}) < fmax ({fmax}) <= sample_rate/2 ({sample_rate / 2})")
+        if name == "gammatone":
+            # power=2 weights the power spectrum; htk/norm are ignored by nnAudio, so not passed
+            self.layer = F.Gammatonegram(sr=sample_rate, n_fft=win, n_bins=n_bins, hop_length=hop,
+                                         fmin=fmin, fmax=fmax, power=2.0, verbose=False)
+        elif name == "mel":
+            self.layer = F.MelSpectrogram(sr=sample_rate, n_fft=win, n_mels=n_bins, hop_length=hop,
+                                          fmin=fmin, fmax=fmax, power=2.0, verbose=False)
+        elif name == "stft":
+            self.layer = F.STFT(n_fft=win, hop_length=hop, freq_bins=n_bins, freq_scale="linear",
+                                fmin=fmin, fmax=fmax, sr=sample_rate, output_format="Magnitude",
+                                verbose=False)
+        elif name == "cqt":
+            bins_per_octave = math.ceil(n_bins / math.log2(fmax / max(fmin, 1.0)))
+            self.layer = F.CQT1992v2(sr=sample_rate, hop_length=hop, fmin=max(fmin, 1.0), n_bins=n_bins,
+                                     bins_per_octave=bins_per_octave, output_format="Magnitude",
+                                     verbose=False)
+        else:
+            raise ValueError(f"unknown front-end {name!r}")
+        # STFT and CQT return magnitudes; square them so every front-end yields power
+        self.square = name in ("stft", "cqt")
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        with float32_region(wave.device):
+            spec = self.layer(wave.float())
+            if self.square:
+                spec = spec.pow(2)
+            return torch.log(spec.clamp_min(0) + self.log_eps)
+
+
+class BandStandardizer(nn.Module):
+    """Per-band standardisation with statistics accumulated from training data only.
+
+    Call :meth:`update` with log spectrograms of the training split, then
+    :meth:`finalize`; the mean and std are buffers, so they travel in checkpoints.
+    """
+
+    def __init__(self, n_bins: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_bins))
+        self.register_buffer("std", torch.ones(n_bins))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self._acc: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def update(self, logspec: torch.Tensor) -> None:
+        """Accumulate statistics from a (B, F, T) batch (float64 sums)."""
+        x = logspec.double().transpose(0, 1).reshape(logspec.shape[1], -1)
+        part = [x.sum(1), (x * x).sum(1), torch.tensor(float(x.shape[1]), dtype=torch.float64, device=x.device)]
+        self._acc = part if self._acc is None else [a + b for a, b in zip(self._acc, part)]
+
+    @torch.no_grad()
+    def finalize(self) -> None:
+        if self._acc is None:
+            raise RuntimeError("BandStandardizer.finalize() called before any update()")
+        s, ss, n = self._acc
+        mean = s / n
+        var = (ss / n - mean * mean).clamp_min(1e-10)
+        self.mean.copy_(mean.float())
+        self.std.copy_(var.sqrt().float())
+        self.fitted.fill_(True)
+        self._acc = None
+
+    def forward(self, logspec: torch.Tensor) -> torch.Tensor:
+        return (logspec - self.mean[:, None]) / self.std[:, None]

@@ -1,0 +1,70 @@
+"""Convolutional-recurrent network with attention pooling (STAP-CRNN, Phan et al. 2019)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from asc.models.pooling import build_pooling
+
+
+class ConvBlock(nn.Sequential):
+    """(Conv 3x3 -> BatchNorm -> ReLU) x 2 -> max-pool (freq_pool, time_pool)."""
+
+    def __init__(self, c_in: int, c_out: int, freq_pool: int, time_pool: int):
+        layers = []
+        for c in (c_in, c_out):
+            layers += [nn.Conv2d(c, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        layers.append(nn.MaxPool2d((freq_pool, time_pool), ceil_mode=True))
+        super().__init__(*layers)
+
+
+class ConvStack(nn.Sequential):
+    """Conv blocks on a (B, 1, F, T) image; pools mostly along frequency so that time
+    resolution survives for the recurrent layers."""
+
+    def __init__(self, channels, freq_pool, time_pool):
+        blocks, c_in = [], 1
+        for c, fp, tp in zip(channels, freq_pool, time_pool):
+            blocks.append(ConvBlock(c_in, c, fp, tp))
+            c_in = c
+        super().__init__(*blocks)
+
+    @staticmethod
+    def out_size(n: int, pools) -> int:
+        for p in pools:
+            n = -(-n // p)  # ceil_mode pooling
+        return n
+
+
+class CRNN(nn.Module):
+    """Conv stack -> BiGRU -> pooling -> dropout -> linear.
+
+    Input: standardised log spectrogram (B, F, T).  Output: ``(logits (B, C), attn)``
+    with ``attn`` the pooling's dict of ``temporal`` (B, T'), ``spatial`` (B, D) and
+    ``mask`` (B, T', D), T' the frame count after time pooling.
+    """
+
+    def __init__(self, n_classes: int, n_bins: int, n_frames: int | None = None, conv_channels=(16, 32, 64),
+                 freq_pool=(4, 4, 4), time_pool=(2, 1, 1), rnn_hidden: int = 64, rnn_layers: int = 1,
+                 pooling: str = "stap", spatial_attention: str = "summary", attention_dim: int = 64,
+                 dropout: float = 0.3):
+        super().__init__()
+        self.conv = ConvStack(conv_channels, freq_pool, time_pool)
+        f_out = ConvStack.out_size(n_bins, freq_pool)
+        t_out = ConvStack.out_size(n_frames, time_pool) if n_frames else None
+        self.time_reduction = 1
+        for p in time_pool:
+            self.time_reduction *= p
+        self.rnn = nn.GRU(conv_channels[-1] * f_out, rnn_hidden, num_layers=rnn_layers, batch_first=True,
+                          bidirectional=True, dropout=dropout if rnn_layers > 1 else 0.0)
+        dim = 2 * rnn_hidden
+        self.pool = build_pooling(pooling, dim, attention_dim, spatial_attention, t_out)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_classes))
+
+    def forward(self, spec: torch.Tensor):
+        h = self.conv(spec.unsqueeze(1))  # (B, C, F', T')
+        h = h.flatten(1, 2).transpose(1, 2)  # (B, T', C*F')
+        o, _ = self.rnn(h)  # (B, T', D)
+        z, attn = self.pool(o)
+        return self.head(z), attn

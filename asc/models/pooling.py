@@ -1,0 +1,157 @@
+"""Pooling of a recurrent output O (B, T, D) into one vector per clip.
+
+All poolings return ``(z, attn)`` where ``attn`` holds ``temporal`` (B, T), ``spatial``
+(B, D) and ``mask`` (B, T, D) so that every variant can be logged and plotted the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TemporalAttention(nn.Module):
+    """a_t = softmax_t( v_a^T tanh(W_a o_t + b_a) ), a in R^T."""
+
+    def __init__(self, dim: int, hidden: int = 64):
+        super().__init__()
+        self.proj = nn.Linear(dim, hidden)
+        self.score = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, o: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.score(torch.tanh(self.proj(o))).squeeze(-1), dim=1)
+
+
+class SpatialAttention(nn.Module):
+    """s = softmax_d(score_d), s in R^D, over the D feature tracks of O.
+
+    ``variant="summary"``: scores from the time-mean of O through a small MLP (any T).
+    ``variant="track"``: score_d = v_s^T tanh(W_s o^(d) + b_s) with o^(d) in R^T the d-th
+    feature's time track; needs ``n_frames`` (fixed T).
+    """
+
+    def __init__(self, dim: int, hidden: int = 64, variant: str = "summary", n_frames: int | None = None):
+        super().__init__()
+        self.variant = variant
+        if variant == "summary":
+            self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        elif variant == "track":
+            if not n_frames:
+                raise ValueError("spatial attention 'track' needs a fixed number of frames (n_frames)")
+            self.n_frames = n_frames
+            self.proj = nn.Linear(n_frames, hidden)
+            self.score = nn.Linear(hidden, 1, bias=False)
+        else:
+            raise ValueError(f"unknown spatial attention variant {variant!r}")
+
+    def forward(self, o: torch.Tensor) -> torch.Tensor:
+        if self.variant == "summary":
+            scores = self.mlp(o.mean(1))
+        else:
+            if o.shape[1] != self.n_frames:
+                raise ValueError(f"'track' spatial attention was built for T={self.n_frames}, got T={o.shape[1]}")
+            scores = self.score(torch.tanh(self.proj(o.transpose(1, 2)))).squeeze(-1)
+        return torch.softmax(scores, dim=-1)
+
+
+def _outer(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return a.unsqueeze(2) * s.unsqueeze(1)
+
+
+class SpatioTemporalAttentionPooling(nn.Module):
+    """Spatio-temporal attention pooling (Phan et al., INTERSPEECH 2019).
+
+    The mask M = a s^T (B, T, D) is the outer product of the temporal vector a (sums to 1
+    over T) and the spatial vector s (sums to 1 over D), so it sums to 1; the pooled vector
+    is z = D * sum_t (M * O)_t.  The factor D makes a uniform spatial vector give exactly
+    temporal attention pooling, z = sum_t a_t o_t.
+
+    Parameters
+    ----------
+    dim : int
+        D, the feature size of O.
+    hidden : int
+        Hidden size of both attention scorers.
+    spatial : str
+        ``summary`` or ``track`` (see :class:`SpatialAttention`).
+    n_frames : int, optional
+        T, required by ``track``.
+    """
+
+    def __init__(self, dim: int, hidden: int = 64, spatial: str = "summary", n_frames: int | None = None):
+        super().__init__()
+        self.dim = dim
+        self.temporal = TemporalAttention(dim, hidden)
+        self.spatial = SpatialAttention(dim, hidden, spatial, n_frames)
+
+    def forward(self, o: torch.Tensor):
+        a = self.temporal(o)
+        s = self.spatial(o)
+        return self.pool(o, a, s)
+
+    def pool(self, o: torch.Tensor, a: torch.Tensor, s: torch.Tensor):
+        mask = _outer(a, s)
+        z = self.dim * (mask * o).sum(1)
+        return z, {"temporal": a, "spatial": s, "mask": mask}
+
+
+class TemporalAttentionPooling(SpatioTemporalAttentionPooling):
+    """Temporal attention only: the spatial vector is uniform, z = sum_t a_t o_t."""
+
+    def __init__(self, dim: int, hidden: int = 64, **_):
+        nn.Module.__init__(self)
+        self.dim = dim
+        self.temporal = TemporalAttention(dim, hidden)
+
+    def forward(self, o: torch.Tensor):
+        s = o.new_full((o.shape[0], o.shape[2]), 1.0 / o.shape[2])
+        return self.pool(o, self.temporal(o), s)
+
+
+class SpatialAttentionPooling(SpatioTemporalAttentionPooling):
+    """Spatial attention only: the temporal vector is uniform, z = D * s ⊙ mean_t(o_t)."""
+
+    def __init__(self, dim: int, hidden: int = 64, spatial: str = "summary", n_frames: int | None = None):
+        nn.Module.__init__(self)
+        self.dim = dim
+        self.spatial = SpatialAttention(dim, hidden, spatial, n_frames)
+
+    def forward(self, o: torch.Tensor):
+        a = o.new_full(o.shape[:2], 1.0 / o.shape[1])
+        return self.pool(o, a, self.spatial(o))
+
+
+class MeanPooling(nn.Module):
+    """Average over time (both attention vectors uniform)."""
+
+    def forward(self, o: torch.Tensor):
+        b, t, d = o.shape
+        a, s = o.new_full((b, t), 1.0 / t), o.new_full((b, d), 1.0 / d)
+        return o.mean(1), {"temporal": a, "spatial": s, "mask": _outer(a, s)}
+
+
+class MaxPooling(nn.Module):
+    """Maximum over time.  Its 'temporal attention' is the share of the D features that
+    take their maximum at each frame, so where max pooling looks can be plotted too."""
+
+    def forward(self, o: torch.Tensor):
+        b, t, d = o.shape
+        z, idx = o.max(1)
+        a = torch.zeros(b, t, device=o.device, dtype=o.dtype).scatter_add_(1, idx, o.new_ones(b, d)) / d
+        s = o.new_full((b, d), 1.0 / d)
+        return z, {"temporal": a, "spatial": s, "mask": _outer(a, s)}
+
+
+def build_pooling(name: str, dim: int, hidden: int = 64, spatial: str = "summary",
+                  n_frames: int | None = None) -> nn.Module:
+    if name == "stap":
+        return SpatioTemporalAttentionPooling(dim, hidden, spatial, n_frames)
+    if name == "temporal":
+        return TemporalAttentionPooling(dim, hidden)
+    if name == "spatial":
+        return SpatialAttentionPooling(dim, hidden, spatial, n_frames)
+    if name == "mean":
+        return MeanPooling()
+    if name == "max":
+        return MaxPooling()
+    raise ValueError(f"unknown pooling {name!r}")

@@ -1,0 +1,151 @@
+"""Weights & Biases set-up.  Offline unless the user is logged in or asks for online.
+
+Every W&B call here is meant for rank 0: callers check ``trainer.is_global_zero``.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
+
+from asc.errors import AscError
+
+
+def logged_in() -> bool:
+    """True when an API key is available (WANDB_API_KEY or a netrc entry)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1].split("/")[0]
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    """``auto`` -> ``online`` when logged in, else ``offline``.  WANDB_MODE wins if set."""
+    env = os.environ.get("WANDB_MODE")
+    if env in ("offline", "online", "disabled", "dryrun"):
+        return "offline" if env == "dryrun" else env
+    if mode == "auto":
+        return "online" if logged_in() else "offline"
+    return mode
+
+
+def new_run_id() -> str:
+    """A W&B-style run id (8 lowercase letters and digits)."""
+    import secrets
+    import string
+
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def wandb_logger(cfg, exp_dir: Path, name: str, job_type: str, run_id: str, config: dict):
+    """A Lightning WandbLogger for one fold (or None when logging is disabled)."""
+    mode = resolve_mode(cfg.logger.mode)
+    if mode == "disabled":
+        return None
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")  # keep stdout ours; metrics still logged
+    log_model = bool(cfg.logger.log_model) and mode == "online"
+    return WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, name=name, group=cfg.experiment.name,
+                       job_type=job_type, tags=list(cfg.experiment.tags), save_dir=str(exp_dir), id=run_id,
+                       mode=mode, config=config, log_model=log_model, resume="allow")
+
+
+def log_images(logger, key: str, figures: list, captions: list[str]) -> None:
+    """Log matplotlib figures as W&B images (rank 0, logger not None)."""
+    import wandb
+
+    if logger is None:
+        return
+    logger.experiment.log({key: [wandb.Image(f, caption=c) for f, c in zip(figures, captions)]})
+
+
+def aggregate_run(cfg, exp_dir: Path, results: dict) -> None:
+    """One W&B run per experiment with the per-fold table and mean ± std in its summary,
+    so a dashboard shows one line per experiment."""
+    mode = resolve_mode(cfg.logger.mode)
+    if mode == "disabled":
+        return
+    import wandb
+
+    try:
+        run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.experiment.name,
+                         job_type="aggregate", name=f"{cfg.experiment.name}/aggregate", dir=str(exp_dir),
+                         tags=list(cfg.experiment.tags), mode=mode, config=results.get("config", {}),
+                         reinit="finish_previous")
+    except Exception as e:  # noqa: BLE001 - a tracking failure must not lose the results
+        raise AscError(f"could not start the W&B aggregate run ({e}); results are safe in {exp_dir}") from None
+    folds = results["folds"]
+    keys = sorted({k for row in folds for k in row if isinstance(row[k], (int, float))})
+    table = wandb.Table(columns=keys, data=[[row.get(k) for k in keys] for row in folds])
+    run.log({"folds": table})
+    for k, v in results["mean"].items():
+        run.summary[f"mean/{k}"] = v
+    for k, v in results["std"].items():
+        run.summary[f"std/{k}"] = v
+    run.summary["n_folds"] = len(folds)
+    run.finish()
+
+
+class AttentionPictures(Callback):
+    """Attention pictures of a fixed set of clips, saved as PNG under ``out_dir`` and
+    logged to W&B, every ``every_n_epochs`` validation epochs (0: never) and at test time.
+    Rank 0 only."""
+
+    def __init__(self, clips, clip_ids: list[int], out_dir: Path, every_n_epochs: int = 0):
+        self.clips, self.clip_ids, self.out_dir, self.every = clips, clip_ids, Path(out_dir), every_n_epochs
+
+    def render(self, trainer, module, tag: str) -> None:
+        if not trainer.is_global_zero or not self.clip_ids:
+            return
+        from asc.viz import attention_figure, save
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        hop_s = module.frontend.hop / module.sample_rate
+        figs, captions = [], []
+        for i in self.clip_ids:
+            analysis = module.analyse_clip(self.clips.audio.get(i))
+            true = self.clips.class_names[self.clips.labels[i]]
+            pred = self.clips.class_names[int(analysis["probs"].argmax())]
+            caption = f"{self.clips.items[i]}: true {true}, predicted {pred} ({tag})"
+            events = self.clips.events[i] if self.clips.events else None
+            figs.append(attention_figure(analysis, hop_s, caption, events, self.clips.class_names))
+            captions.append(caption)
+        for lg in trainer.loggers:
+            if isinstance(lg, WandbLogger):
+                log_images(lg, "test/attention" if tag == "test" else "val/attention", figs, captions)
+        for i, fig in zip(self.clip_ids, figs):
+            save(fig, self.out_dir / f"{tag}-{Path(self.clips.items[i]).stem}.png")
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        if self.every and not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every == 0:
+            self.render(trainer, module, f"epoch{trainer.current_epoch + 1:03d}")
+
+    def on_test_end(self, trainer, module) -> None:
+        self.render(trainer, module, "test")
+
+
+def finish_fold_logging(logger, module, row: dict, class_names: list[str], fold_dir: Path) -> None:
+    """Confusion matrix picture and per-class accuracy of a finished fold; close its run."""
+    import numpy as np
+
+    from asc.viz import confusion_figure, save
+
+    fig = confusion_figure(np.array(row["confusion_matrix"]), class_names,
+                           f"fold {row['fold']}: acc {100 * row['test/acc']:.1f} %")
+    if logger is not None:
+        log_images(logger, "test/confusion_matrix", [fig], [f"fold {row['fold']}"])
+        summary = logger.experiment.summary
+        for name, acc in row["per_class_acc"].items():
+            summary[f"test/acc/{name}"] = acc
+        for k in ("test/acc", "test/macro_f1", "n_train", "n_val", "n_test"):
+            summary[k] = row[k]
+        logger.experiment.finish()
+    save(fig, fold_dir / "confusion.png")

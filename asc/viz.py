@@ -1,0 +1,87 @@
+"""Figures: attention over the spectrogram, confusion matrices.  Matplotlib, no display."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def attention_figure(analysis: dict, hop_seconds: float, title: str = "", events: list[dict] | None = None,
+                     class_names: list[str] | None = None):
+    """Log spectrogram with the temporal attention curve aligned under it; the T×D mask
+    and the spatial vector beside them.  ``analysis`` is the output of
+    :meth:`asc.module.SceneClassifier.analyse_clip`; ``events`` (synthetic data) are drawn
+    as shaded time intervals (class events) and dotted outlines (distractors)."""
+    spec = analysis["spec"]
+    t_end = spec.shape[1] * hop_seconds
+    has_attn = "temporal" in analysis
+    fig = plt.figure(figsize=(12, 4.8), constrained_layout=True)
+    grid = fig.add_gridspec(2, 3, width_ratios=[4, 2, 0.6], height_ratios=[3, 1])
+    ax_spec = fig.add_subplot(grid[0, 0])
+    ax_spec.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0, t_end, 0, spec.shape[0]))
+    ax_spec.set_ylabel("band")
+    ax_spec.set_title(title, fontsize=10, loc="left")
+    for ev in events or []:
+        style = dict(color="cyan", alpha=0.25) if ev["kind"] == "class" else dict(fill=False, ec="white", ls=":")
+        ax_spec.axvspan(ev["onset"], ev["offset"], **style)
+    ax_t = fig.add_subplot(grid[1, 0], sharex=ax_spec)
+    times = (np.arange(spec.shape[1]) + 0.5) * hop_seconds
+    if has_attn:
+        a = analysis["temporal"]
+        ax_t.fill_between(times[: len(a)], a, color="tab:orange", alpha=0.6, step="mid")
+        ax_t.axhline(1.0 / len(a), color="grey", lw=0.8, ls="--", label="uniform")
+        ax_t.legend(loc="upper right", fontsize=7)
+    ax_t.set_xlabel("time (s)")
+    ax_t.set_ylabel("temporal\nattention")
+    ax_t.set_xlim(0, t_end)
+    probs = analysis["probs"]
+    top = np.argsort(probs)[::-1][:3]
+    names = class_names or [str(i) for i in range(len(probs))]
+    ax_p = fig.add_subplot(grid[1, 1:])
+    ax_p.barh([names[i] for i in top[::-1]], probs[top[::-1]], color="tab:blue")
+    ax_p.set_xlim(0, 1)
+    ax_p.set_xlabel("clip probability (top 3)")
+    if has_attn:
+        ax_m = fig.add_subplot(grid[0, 1])
+        ax_m.imshow(analysis["mask"].T, origin="lower", aspect="auto", cmap="viridis",
+                    extent=(0, t_end, 0, analysis["mask"].shape[1]))
+        ax_m.set_title("mask M = a sᵀ (time × feature)", fontsize=9)
+        ax_m.set_ylabel("feature d")
+        ax_s = fig.add_subplot(grid[0, 2], sharey=ax_m)
+        s = analysis["spatial"]
+        ax_s.barh(np.arange(len(s)) + 0.5, s, height=1.0, color="tab:green")
+        ax_s.axvline(1.0 / len(s), color="grey", lw=0.8, ls="--")
+        ax_s.set_title("spatial s", fontsize=9)
+        ax_s.tick_params(labelleft=False, labelsize=7)
+    return fig
+
+
+def confusion_figure(cm: np.ndarray, class_names: list[str], title: str = ""):
+    """Row-normalised confusion matrix with counts in the cells."""
+    cm = np.asarray(cm)
+    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(class_names)
+    size = max(4.0, 0.45 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size), constrained_layout=True)
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    if n <= 25:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def save(fig, path) -> None:
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

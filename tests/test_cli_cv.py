@@ -1,0 +1,98 @@
+"""End to end: a one-epoch `asc cv` on a tiny config, as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = ["data.synthetic.n_classes=3", "data.synthetic.clips_per_class=6", "data.synthetic.n_folds=2",
+        "data.batch_size=6", "model.conv_channels=[4,8,8]", "model.rnn_hidden=8", "model.attention_dim=8",
+        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def asc(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "asc.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_cv(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cv")
+    proc = asc("cv", "experiment.name=tiny", f"output_dir={root}", "logger.mode=offline",
+               "cv.bag_of_frames=true", *TINY, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "tiny", proc
+
+
+def test_results_json(tiny_cv):
+    exp, proc = tiny_cv
+    res = json.loads((exp / "results.json").read_text())
+    assert [f["fold"] for f in res["folds"]] == [1, 2]
+    for f in res["folds"]:
+        assert 0 <= f["test/acc"] <= 1 and 0 <= f["test/macro_f1"] <= 1 and 0 <= f["bof/acc"] <= 1
+        assert f["n_test"] == 9 and f["n_train"] + f["n_val"] == 9 and f["n_val"] == 3
+        assert len(f["confusion_matrix"]) == 3 and sum(map(sum, f["confusion_matrix"])) == 9
+    mean = sum(f["test/acc"] for f in res["folds"]) / 2
+    assert res["mean"]["test/acc"] == pytest.approx(mean) and "test/acc" in res["std"]
+    assert res["complete"] is True
+    assert "mean±std" in proc.stdout and "bag-of-frames" in proc.stdout
+
+
+def test_run_artifacts(tiny_cv):
+    exp, _ = tiny_cv
+    assert "pooling: stap" in (exp / "config.yaml").read_text()
+    for k in (1, 2):
+        fold = exp / f"fold-{k}"
+        assert (fold / "checkpoints" / "best.ckpt").is_file() and (fold / "checkpoints" / "last.ckpt").is_file()
+        pngs = list((fold / "attention").glob("test-*.png"))
+        assert len(pngs) == 3  # one clip per class
+        assert pngs[0].read_bytes()[:4] == b"\x89PNG"
+        assert (fold / "confusion.png").is_file() and (fold / "metrics.csv").is_file()
+
+
+def test_wandb_offline_runs(tiny_cv):
+    """What W&B itself wrote: one run per fold plus an aggregate, all in the experiment's
+    group, each fold's summary holding its test metrics, images as files."""
+    from wandb_offline import read_run
+
+    exp, _ = tiny_cv
+    runs = {}
+    for run_dir in sorted((exp / "wandb").glob("offline-run-*")):
+        run = read_run(run_dir)
+        runs[run["run"]["job_type"]] = (run_dir, run)
+    assert set(runs) == {"fold-1", "fold-2", "aggregate"}
+    for k in (1, 2):
+        run_dir, run = runs[f"fold-{k}"]
+        result = json.loads((exp / f"fold-{k}" / "result.json").read_text())
+        assert run["run"]["group"] == "tiny" and run["run"]["id"] == result["wandb_run_id"]
+        assert run["summary"]["test/acc"] == pytest.approx(result["test/acc"])
+        assert run["summary"]["test/macro_f1"] == pytest.approx(result["test/macro_f1"])
+        assert run["summary"]["n_test"] == 9 and "test/acc/up_sweep" in run["summary"]
+        assert {"train/loss_epoch", "val/loss", "val/acc", "val/macro_f1", "train/lr"} <= run["history_keys"]
+        assert run["config"]["model"]["pooling"] == "stap" and run["config"]["fold"] == k
+        images = list((run_dir / "files" / "media" / "images").rglob("*.png"))
+        assert any("attention" in str(p) for p in images) and any("confusion" in str(p) for p in images)
+    _, agg = runs["aggregate"]
+    assert agg["run"]["group"] == "tiny" and agg["summary"]["n_folds"] == 2
+    assert "mean/test/acc" in agg["summary"] and "std/test/acc" in agg["summary"]
+
+
+def test_rerun_skips_finished_folds(tiny_cv, tmp_path):
+    exp, _ = tiny_cv
+    proc = asc("cv", "experiment.name=tiny", f"output_dir={exp.parent}", "logger.mode=disabled",
+               "cv.bag_of_frames=true", *TINY, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("already finished") == 2
+
+
+def test_changed_config_is_refused(tiny_cv, tmp_path):
+    exp, _ = tiny_cv
+    proc = asc("cv", "experiment.name=tiny", f"output_dir={exp.parent}", "model.pooling=mean", *TINY, cwd=tmp_path)
+    assert proc.returncode == 2 and "different config" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_fold(tmp_path):
+    proc = asc("train", f"output_dir={tmp_path}", "cv.folds=[9]", *TINY, cwd=tmp_path)
+    assert proc.returncode == 2 and "fold(s) [9] do not exist" in proc.stderr

@@ -1,4 +1,4 @@
-"""Command line: ``asc train | cv | synth | baseline``.
+"""Command line: ``asc train | cv | sweep | data check | synth | baseline``.
 
 Every command that runs an experiment takes ``[--config FILE] [key=value ...]``.  User
 mistakes (unknown keys, missing folders, bad files) print one ``error:`` line and exit 2.
@@ -26,6 +26,8 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists and is not empty.*")
     import logging
 
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
@@ -71,6 +73,27 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_data_check(args) -> int:
+    from asc.config import load_config
+    from asc.data.check import check_dataset
+
+    cfg = load_config(args.config, args.overrides)
+    report, n_problems = check_dataset(cfg.data)
+    print(report)
+    return 1 if n_problems else 0
+
+
+def cmd_sweep(args) -> int:
+    from asc.errors import AscError
+    from asc.sweep import run_local
+
+    if not args.local:
+        raise AscError(f"online sweeps run through W&B: `wandb sweep {args.file}` then `wandb agent <sweep id>`; "
+                       "add --local to expand and run the sweep here without W&B servers")
+    run_local(args.file, args.count, args.overrides)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asc", description="Acoustic scene classification experiments "
                                      "(STAP-CRNN, BC learning, cross-validation, W&B).")
@@ -85,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     _config_args(p)
     p.set_defaults(func=cmd_synth)
+    p = sub.add_parser("sweep", help="run a W&B-format sweep file locally (--local): every configuration "
+                       "as an `asc cv`, then a ranked comparison table")
+    p.add_argument("file", help="sweep file, e.g. experiments/sweeps/pooling_ablation.yaml")
+    p.add_argument("--local", action="store_true", help="expand grid/random sweeps here, no W&B servers needed")
+    p.add_argument("--count", type=int, help="number of runs (random: draws, default 10; grid: the first N)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every run")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("data", help="data set tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("check", help="scan a data set: clips per class and fold, durations, rates, "
+                            "channels, every problem file (exit status 1 when there are problems)")
+    _config_args(p)
+    p.set_defaults(func=cmd_data_check)
     p = sub.add_parser("baseline", help="bag-of-frames baseline (logistic regression on clip-mean spectra)")
     _config_args(p)
     p.set_defaults(func=cmd_baseline)
@@ -94,7 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from asc.errors import AscError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow options (asc sweep FILE --local key=value)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet()
     try:
         return args.func(args)

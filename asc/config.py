@@ -52,6 +52,7 @@ class DataConfig:
     num_workers: int = 0
     val_fraction: float = 0.1  # carved from each fold's training part, stratified
     n_folds: int = 5  # folds made for data sets without official ones (folder)
+    fold_seed: int = 0  # seed of those folds and of the validation carve-out
     on_bad_file: str = "error"  # error | skip
     cache_dir: Optional[str] = None  # decoded-audio cache; None: <root>/.asc_cache
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -70,6 +71,9 @@ class FeaturesConfig:
 
 @dataclass
 class ModelConfig:
+    # Shorthand for sweeps: stap | temporal | spatial | mean | max (CRNN with that pooling)
+    # or cnn; when set it decides model.name and model.pooling.
+    variant: Optional[str] = None
     name: str = "crnn"  # crnn | cnn
     pooling: str = "stap"  # stap | temporal | spatial | mean | max   (crnn only)
     spatial_attention: str = "summary"  # summary (any T) | track (fixed T)
@@ -142,6 +146,7 @@ CHOICES = {
     "data.on_bad_file": ("error", "skip"),
     "data.synthetic.preset": ("default", "hard"),
     "features.name": ("gammatone", "mel", "stft", "cqt"),
+    "model.variant": (None, "stap", "temporal", "spatial", "mean", "max", "cnn"),
     "model.name": ("crnn", "cnn"),
     "model.pooling": ("stap", "temporal", "spatial", "mean", "max"),
     "model.spatial_attention": ("summary", "track"),
@@ -170,7 +175,11 @@ def validate(cfg: DictConfig) -> DictConfig:
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
-            raise AscError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+            raise AscError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+    if cfg.model.variant == "cnn":
+        cfg.model.name = "cnn"
+    elif cfg.model.variant is not None:
+        cfg.model.name, cfg.model.pooling = "crnn", cfg.model.variant
     for key in POSITIVE:
         value = OmegaConf.select(cfg, key)
         if value is None or value <= 0:

@@ -39,6 +39,27 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """Epoch stored in a checkpoint, or None when there is none or it cannot be read
+    (then the fold starts over instead of failing)."""
+    if not path.exists():
+        return None
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception as e:  # noqa: BLE001 - a damaged checkpoint must not stop the experiment
+        print(f"warning: cannot read {path} ({type(e).__name__}); this fold starts over")
+        path.replace(path.with_suffix(".ckpt.unreadable"))
+        return None
+
+
 def experiment_dir(cfg: DictConfig) -> Path:
     return Path(cfg.output_dir) / cfg.experiment.name
 
@@ -67,9 +88,7 @@ def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
             )
     if is_rank_zero:
         exp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cfg_path.with_suffix(".yaml.tmp")
-        tmp.write_text(to_yaml(cfg))
-        os.replace(tmp, cfg_path)
+        write_text_atomic(cfg_path, to_yaml(cfg))
     return exp_dir
 
 
@@ -90,17 +109,21 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
 
     from asc.data.datamodule import SceneDataModule
     from asc.module import SceneClassifier
-    from asc.tracking import AttentionPictures, finish_fold_logging, new_run_id, wandb_logger
+    from asc.tracking import AtomicCheckpointIO, AttentionPictures, finish_fold_logging, new_run_id, wandb_logger
+
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     fold_dir = exp_dir / f"fold-{fold}"
-    fold_dir.mkdir(parents=True, exist_ok=True)
     id_file = fold_dir / "wandb_run_id"
-    if not id_file.exists():
-        id_file.write_text(new_run_id())
-    run_id = id_file.read_text().strip()
+    run_id = None
+    if rank_zero_only.rank == 0:  # other DDP ranks log nothing to W&B
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        if not id_file.exists():  # stored before training, so a resumed fold continues this run
+            write_text_atomic(id_file, new_run_id())
+        run_id = id_file.read_text().strip()
 
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
-    dm = SceneDataModule(clips, fold, cfg.data, cfg.seed)
+    dm = SceneDataModule(clips, fold, cfg.data)
     module = SceneClassifier(to_dict(cfg), clips.class_names)
     loggers = [CSVLogger(save_dir=str(fold_dir), name="", version="")]
     wb = wandb_logger(cfg, exp_dir, f"{cfg.experiment.name}/fold-{fold}", f"fold-{fold}", run_id,
@@ -108,17 +131,26 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     if wb is not None:
         loggers.append(wb)
     has_val = len(dm.val_idx) > 0
-    ckpt = ModelCheckpoint(dirpath=str(fold_dir / "checkpoints"), filename="best", save_last=True,
-                           monitor="val/acc" if has_val else None, mode="max")
+    ckpt_dir = str(fold_dir / "checkpoints")
+    # last.ckpt every epoch, for resuming; best.ckpt by val/acc, for testing (last without a val split)
+    last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                                every_n_epochs=1, enable_version_counter=False)
+    best_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
+                                enable_version_counter=False) if has_val else None
     pictures = AttentionPictures(clips, attention_clip_ids(clips, dm.test_idx, cfg.logger.attention_clips_per_class),
                                  fold_dir / "attention", cfg.logger.attention_every_n_epochs)
     trainer_kwargs = {"log_every_n_steps": 5, **to_dict(cfg)["trainer"]}
-    trainer = L.Trainer(logger=loggers, callbacks=[ckpt, pictures], default_root_dir=str(fold_dir), **trainer_kwargs)
+    callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
+    trainer = L.Trainer(logger=loggers, callbacks=callbacks, default_root_dir=str(fold_dir),
+                        plugins=[AtomicCheckpointIO()], **trainer_kwargs)
     last = fold_dir / "checkpoints" / "last.ckpt"
+    resumed_from = checkpoint_epoch(last)
+    if resumed_from is not None:
+        print(f"fold {fold}: resuming from {last} (epoch {resumed_from}), W&B run {run_id}")
     started = time.time()
-    trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None, weights_only=False)
-    best = ckpt.best_model_path if has_val and ckpt.best_model_path else str(last)
-    metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=False)[0]
+    trainer.fit(module, dm, ckpt_path=str(last) if resumed_from is not None else None, weights_only=True)
+    best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else str(last)
+    metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
     if not trainer.is_global_zero:
         return None
     cm = module.test_confusion_matrix
@@ -128,6 +160,7 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
         **{k: float(metrics[k]) for k in METRICS},
         **dm.sizes,
         "epochs": int(trainer.current_epoch),
+        "resumed_from_epoch": resumed_from,
         "seconds": round(time.time() - started, 1),
         "best_checkpoint": str(Path(best).resolve()),
         "wandb_run_id": run_id,

@@ -9,6 +9,7 @@ import netrc
 import os
 from pathlib import Path
 
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
@@ -92,6 +93,18 @@ def aggregate_run(cfg, exp_dir: Path, results: dict) -> None:
         run.summary[f"std/{k}"] = v
     run.summary["n_folds"] = len(folds)
     run.finish()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed into place: a run killed while
+    saving keeps the previous checkpoint intact instead of a truncated one."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
 
 
 class AttentionPictures(Callback):

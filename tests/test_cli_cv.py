@@ -96,3 +96,54 @@ def test_changed_config_is_refused(tiny_cv, tmp_path):
 def test_unknown_fold(tmp_path):
     proc = asc("train", f"output_dir={tmp_path}", "cv.folds=[9]", *TINY, cwd=tmp_path)
     assert proc.returncode == 2 and "fold(s) [9] do not exist" in proc.stderr
+
+
+def test_folder_of_recordings_end_to_end(tmp_path):
+    """`asc cv data.name=folder` on recordings of mixed lengths (1-30 s), rates and channels."""
+    from datasets import make_folder
+
+    data = tmp_path / "recordings"
+    make_folder(data, per_class=4, seconds=(1.0, 30.0, 2.5, 7.0))
+    proc = asc("cv", "data.name=folder", f"data.root={data}", "data.n_folds=2", "experiment.name=rec",
+               f"output_dir={tmp_path}/runs", "logger.mode=disabled", *TINY, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "runs" / "rec" / "results.json").read_text())
+    assert [f["fold"] for f in res["folds"]] == [1, 2]
+    assert all(f["n_test"] == 6 and f["n_train"] + f["n_val"] == 6 for f in res["folds"])
+
+
+def test_data_check_report(tmp_path):
+    from datasets import make_folder
+    from test_files import make_bad_files
+
+    make_folder(tmp_path / "ok", per_class=3)
+    proc = asc("data", "check", "data.name=folder", f"data.root={tmp_path / 'ok'}", "data.n_folds=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "9 files, 3 classes, 3 folds" in out and "problems: none" in out
+    assert "sample rates:" in out and "channels:" in out and "durations: min 1.00 s" in out
+    assert any(l.startswith("total") and l.split()[1:] == ["9", "3", "3", "3"] for l in out.splitlines())
+    make_bad_files(tmp_path / "bad")
+    proc = asc("data", "check", "data.name=folder", f"data.root={tmp_path / 'bad'}", cwd=tmp_path)
+    assert proc.returncode == 1 and "problems (5):" in proc.stdout and "silent" in proc.stdout
+    proc = asc("data", "check", "data.name=folder", f"data.root={tmp_path / 'missing'}", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: data.root") and "Traceback" not in proc.stderr
+
+
+def test_synth_writes_wavs_that_the_file_loaders_read(tmp_path):
+    proc = asc("synth", "--out", str(tmp_path / "syn"), "data.synthetic.n_classes=2",
+               "data.synthetic.clips_per_class=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = (tmp_path / "syn" / "meta.csv").read_text().splitlines()
+    assert lines[0] == "filename,label,fold,events" and len(lines) == 5
+    assert len(list((tmp_path / "syn" / "audio").glob("*.wav"))) == 4
+    import csv
+
+    row = next(csv.DictReader(open(tmp_path / "syn" / "meta.csv")))
+    assert json.loads(row["events"])[0]["kind"] == "class"
+    from asc.config import load_config
+    from asc.data import load_clipset
+
+    clips = load_clipset(load_config(overrides=["data.name=esc50", f"data.root={tmp_path / 'syn'}"]).data)
+    assert clips.class_names == ["down_sweep", "up_sweep"] and len(clips) == 4 and sorted(clips.folds) == [1, 2]
+    assert [clips.class_names[l] for l in clips.labels] == [Path(i).stem.rsplit("_", 1)[0] for i in clips.items]

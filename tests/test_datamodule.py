@@ -23,7 +23,7 @@ def test_segments_cover_the_clip():
 def test_fold_parts_and_batches():
     cfg = tiny_cfg()
     clips = load_clipset(cfg.data)
-    dm = SceneDataModule(clips, 1, cfg.data, seed=0)
+    dm = SceneDataModule(clips, 1, cfg.data)
     train, test = clips.folds[1]
     assert set(dm.train_idx) | set(dm.val_idx) == set(train)
     assert not set(dm.val_idx) & set(dm.test_idx) and not set(dm.train_idx) & set(dm.test_idx)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from asc.data.base import ArrayStore, ClipSet
-from asc.errors import AscError
 
 
 def load_synthetic(data_cfg) -> ClipSet:
@@ -27,15 +26,15 @@ def load_synthetic(data_cfg) -> ClipSet:
                    info={"clip_seconds": gen.clip_seconds})
 
 
-LOADERS = {"synthetic": load_synthetic}
+def load_files(data_cfg) -> ClipSet:
+    from asc.data.files import finish, load_listing
+
+    return finish(load_listing(data_cfg, data_cfg.fold_seed), data_cfg)
 
 
 def load_clipset(data_cfg) -> ClipSet:
-    """The ClipSet named by ``data_cfg.name``."""
-    try:
-        loader = LOADERS[data_cfg.name]
-    except KeyError:
-        raise AscError(f"data.name={data_cfg.name!r} has no loader; available: {', '.join(LOADERS)}") from None
-    clips = loader(data_cfg)
+    """The ClipSet named by ``data_cfg.name``: the synthetic scenes, or a data set under
+    ``data_cfg.root`` (litis, dcase, esc50, folder) decoded through the audio cache."""
+    clips = load_synthetic(data_cfg) if data_cfg.name == "synthetic" else load_files(data_cfg)
     clips.check()
     return clips

@@ -39,8 +39,8 @@ def segment_starts(n_samples: int, segment: int, hop: int) -> np.ndarray:
 class RandomCrops(Dataset):
     """One random ``segment``-sample crop of each clip per epoch."""
 
-    def __init__(self, clips: ClipSet, indices: np.ndarray, segment: int, seed: int = 0):
-        self.clips, self.indices, self.segment, self.seed = clips, indices, segment, seed
+    def __init__(self, clips: ClipSet, indices: np.ndarray, segment: int):
+        self.clips, self.indices, self.segment = clips, indices, segment
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -110,15 +110,16 @@ class SceneDataModule(L.LightningDataModule):
     ``batch_size`` segments on each device, evaluation steps ``eval_batch_size`` clips.
     """
 
-    def __init__(self, clips: ClipSet, fold: int, data_cfg, seed: int = 0):
+    def __init__(self, clips: ClipSet, fold: int, data_cfg):
         super().__init__()
-        self.clips, self.fold, self.cfg, self.seed = clips, fold, data_cfg, seed
+        self.clips, self.fold, self.cfg = clips, fold, data_cfg
         sr = clips.audio.sample_rate
         self.segment = int(round(data_cfg.segment_seconds * sr))
         hop_s = data_cfg.eval_hop_seconds or data_cfg.segment_seconds / 2
         self.eval_hop = max(1, int(round(hop_s * sr)))
         train, self.test_idx = clips.folds[fold]
-        self.train_idx, self.val_idx = stratified_split(train, clips.labels, data_cfg.val_fraction, seed + fold)
+        self.train_idx, self.val_idx = stratified_split(train, clips.labels, data_cfg.val_fraction,
+                                                          data_cfg.fold_seed + fold)
 
     @property
     def sizes(self) -> dict:

@@ -1,0 +1,159 @@
+"""Sweeps: one file format for W&B agents online and ``asc sweep FILE --local`` offline.
+
+A sweep file is a W&B sweep configuration (``program``/``method``/``metric``/
+``parameters``/``command``).  Parameter names are ``asc`` config keys (``model.pooling``)
+and the command passes them as ``key=value`` overrides (``${args_no_hyphens}``), so
+``wandb sweep FILE`` + ``wandb agent ID`` run it online.  ``--local`` expands ``grid``
+and ``random`` sweeps itself, runs each configuration as an ``asc cv`` experiment
+(finished ones are skipped on a re-run), and writes one comparison table ranked by the
+sweep metric (mean ± std over folds) as CSV and Markdown.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from asc.errors import AscError
+
+DISTRIBUTIONS = ("uniform", "log_uniform_values", "int_uniform", "q_uniform", "categorical")
+
+
+def load_sweep(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise AscError(f"sweep file {str(path)!r} not found (see experiments/sweeps/ for examples)")
+    try:
+        sweep = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise AscError(f"sweep file {str(path)!r} is not valid YAML: {e}") from None
+    if not isinstance(sweep, dict) or "parameters" not in sweep:
+        raise AscError(f"sweep file {str(path)!r} has no 'parameters' section")
+    method = sweep.get("method", "grid")
+    if method not in ("grid", "random"):
+        raise AscError(f"{path}: method {method!r} cannot run locally; use grid or random (bayes needs W&B online)")
+    metric = sweep.get("metric") or {}
+    if not metric.get("name"):
+        raise AscError(f"{path}: the sweep needs metric: {{name: mean/test/acc, goal: maximize}}")
+    sweep.setdefault("name", path.stem)
+    return sweep
+
+
+def base_arguments(sweep: dict) -> tuple[str | None, list[str]]:
+    """The ``--config FILE`` and literal ``key=value`` items of the sweep's command."""
+    command = [str(c) for c in sweep.get("command", [])]
+    config = None
+    if "--config" in command and command.index("--config") + 1 < len(command):
+        config = command[command.index("--config") + 1]
+    overrides = [c for c in command if "=" in c and not c.startswith("$") and not c.startswith("-")]
+    return config, overrides
+
+
+def _value_list(name: str, spec: dict) -> list:
+    if "values" in spec:
+        return list(spec["values"])
+    if "value" in spec:
+        return [spec["value"]]
+    raise AscError(f"parameter {name!r}: a grid sweep needs 'values' or 'value'")
+
+
+def _sample(name: str, spec: dict, rng: np.random.Generator):
+    if "values" in spec or "value" in spec:
+        values = _value_list(name, spec)
+        return values[rng.integers(len(values))]
+    dist = spec.get("distribution", "uniform")
+    lo, hi = spec.get("min"), spec.get("max")
+    if lo is None or hi is None:
+        raise AscError(f"parameter {name!r}: distribution {dist!r} needs min and max")
+    if dist == "uniform":
+        return float(rng.uniform(lo, hi))
+    if dist == "log_uniform_values":
+        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    if dist == "int_uniform":
+        return int(rng.integers(lo, hi + 1))
+    if dist == "q_uniform":
+        q = spec.get("q", 1.0)
+        return float(round(rng.uniform(lo, hi) / q) * q)
+    raise AscError(f"parameter {name!r}: distribution {dist!r} is not supported locally ({', '.join(DISTRIBUTIONS)})")
+
+
+def expand(sweep: dict, count: int | None = None, seed: int = 0) -> list[dict]:
+    """Parameter assignments: the full grid (first ``count`` if given) or ``count``
+    random draws (default 10)."""
+    params = sweep["parameters"]
+    names = list(params)
+    if sweep.get("method", "grid") == "grid":
+        grid = [dict(zip(names, combo)) for combo in itertools.product(*(_value_list(n, params[n]) for n in names))]
+        return grid[:count] if count else grid
+    rng = np.random.default_rng(seed)
+    return [{n: _sample(n, params[n], rng) for n in names} for _ in range(count or 10)]
+
+
+def run_name(sweep_name: str, assignment: dict) -> str:
+    parts = [f"{k.split('.')[-1]}={v}" for k, v in assignment.items()]
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", f"{sweep_name}/{','.join(parts)}")
+
+
+def metric_value(results: dict, metric: str) -> tuple[float, float]:
+    """(mean, std) of the sweep metric from a results.json; ``mean/test/acc`` and
+    ``test/acc`` both name the fold mean."""
+    key = metric.split("/", 1)[1] if metric.startswith(("mean/", "std/")) else metric
+    if key not in results["mean"]:
+        raise AscError(f"sweep metric {metric!r} is not in results.json (has: {', '.join(results['mean'])})")
+    return results["mean"][key], results["std"][key]
+
+
+def run_local(path: str | Path, count: int | None = None, extra: list[str] | None = None) -> list[dict]:
+    from asc.config import load_config
+    from asc.experiment import experiment_dir, run_cv, write_json_atomic
+
+    sweep = load_sweep(path)
+    config_file, base = base_arguments(sweep)
+    assignments = expand(sweep, count)
+    metric, goal = sweep["metric"]["name"], sweep["metric"].get("goal", "maximize")
+    rows = []
+    for n, assignment in enumerate(assignments, 1):
+        name = run_name(sweep["name"], assignment)
+        overrides = base + [f"{k}={v}" for k, v in assignment.items()] + list(extra or []) + [
+            f"experiment.name={name}"]
+        cfg = load_config(config_file, overrides)
+        print(f"\n=== sweep {sweep['name']}: run {n}/{len(assignments)}: "
+              f"{', '.join(f'{k}={v}' for k, v in assignment.items())}")
+        results = run_cv(cfg)
+        mean, std = metric_value(results, metric)
+        f1 = results["mean"].get("test/macro_f1", float("nan")), results["std"].get("test/macro_f1", float("nan"))
+        rows.append({**assignment, metric: mean, f"{metric} std": std, "macro_f1": f1[0], "macro_f1 std": f1[1],
+                     "folds": len(results["folds"]), "experiment": str(experiment_dir(cfg))})
+    rows.sort(key=lambda r: r[metric], reverse=goal == "maximize")
+    out_dir = Path(load_config(config_file, base + list(extra or [])).output_dir) / sweep["name"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_tables(rows, list(sweep["parameters"]), metric, out_dir)
+    write_json_atomic(out_dir / "sweep.json", {"sweep": sweep, "rows": rows})
+    return rows
+
+
+def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path) -> None:
+    with open(out_dir / "sweep.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", *params, f"{metric} mean", f"{metric} std", "macro_f1 mean", "macro_f1 std", "folds",
+                    "experiment"])
+        for i, r in enumerate(rows, 1):
+            w.writerow([i, *(r[p] for p in params), f"{r[metric]:.4f}", f"{r[metric + ' std']:.4f}",
+                        f"{r['macro_f1']:.4f}", f"{r['macro_f1 std']:.4f}", r["folds"], r["experiment"]])
+    head = ["rank", *params, f"{metric} (%)", "macro-F1 (%)", "folds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, r in enumerate(rows, 1):
+        lines.append("| " + " | ".join([str(i), *(str(r[p]) for p in params),
+                                         f"{100 * r[metric]:.2f} ± {100 * r[metric + ' std']:.2f}",
+                                         f"{100 * r['macro_f1']:.2f} ± {100 * r['macro_f1 std']:.2f}",
+                                         str(r["folds"])]) + " |")
+    (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
+    print(f"\nsweep table: {out_dir / 'sweep.md'} and {out_dir / 'sweep.csv'}")
+

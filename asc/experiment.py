@@ -202,6 +202,7 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from asc.baselines import bag_of_frames_fold, clip_mean_features
+    from asc.tracking import aggregate_run, hold_sweep_env
 
     is_zero = rank_zero_only.rank == 0
     clips = load_clipset(cfg.data)
@@ -213,6 +214,7 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
     if only_first:
         folds = folds[:1]
     exp_dir = prepare_experiment(cfg, is_zero)
+    sweep_env = hold_sweep_env()
     bof_feats = clip_mean_features(clips, cfg.features) if cfg.cv.bag_of_frames and is_zero else None
     rows = []
     for k in folds:
@@ -239,7 +241,5 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
           f"{'/' + cfg.model.pooling if cfg.model.name == 'crnn' else ''}, mix {cfg.augment.mix}")
     print(format_table(rows, mean, std))
     print(f"results: {exp_dir / 'results.json'}")
-    from asc.tracking import aggregate_run
-
-    aggregate_run(cfg, exp_dir, results)
+    aggregate_run(cfg, exp_dir, results, sweep_env)
     return results

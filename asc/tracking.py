@@ -46,6 +46,17 @@ def new_run_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
+SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
+
+
+def hold_sweep_env() -> dict:
+    """Under ``wandb agent`` the process is meant to be *one* run of the sweep.  Take the
+    agent's variables out of the environment while the fold runs log (so they do not
+    join the sweep) and hand them back for the aggregate run, which carries the sweep
+    metric ``mean/test/acc``."""
+    return {k: os.environ.pop(k) for k in SWEEP_ENV if k in os.environ}
+
+
 def wandb_logger(cfg, exp_dir: Path, name: str, job_type: str, run_id: str, config: dict):
     """A Lightning WandbLogger for one fold (or None when logging is disabled)."""
     mode = resolve_mode(cfg.logger.mode)
@@ -68,13 +79,15 @@ def log_images(logger, key: str, figures: list, captions: list[str]) -> None:
     logger.experiment.log({key: [wandb.Image(f, caption=c) for f, c in zip(figures, captions)]})
 
 
-def aggregate_run(cfg, exp_dir: Path, results: dict) -> None:
+def aggregate_run(cfg, exp_dir: Path, results: dict, sweep_env: dict | None = None) -> None:
     """One W&B run per experiment with the per-fold table and mean ± std in its summary,
-    so a dashboard shows one line per experiment."""
+    so a dashboard shows one line per experiment (under a sweep agent: the sweep's run)."""
     mode = resolve_mode(cfg.logger.mode)
     if mode == "disabled":
         return
     import wandb
+
+    os.environ.update(sweep_env or {})
 
     try:
         run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.experiment.name,

@@ -21,7 +21,7 @@ def asc(*args, cwd):
 def tiny_cv(tmp_path_factory):
     root = tmp_path_factory.mktemp("cv")
     proc = asc("cv", "experiment.name=tiny", f"output_dir={root}", "logger.mode=offline",
-               "cv.bag_of_frames=true", *TINY, cwd=root)
+               "cv.bag_of_frames=true", "logger.attention_every_n_epochs=1", *TINY, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "tiny", proc
 
@@ -48,6 +48,7 @@ def test_run_artifacts(tiny_cv):
         assert (fold / "checkpoints" / "best.ckpt").is_file() and (fold / "checkpoints" / "last.ckpt").is_file()
         pngs = list((fold / "attention").glob("test-*.png"))
         assert len(pngs) == 3  # one clip per class
+        assert len(list((fold / "attention").glob("epoch001-*.png"))) == 3  # attention_every_n_epochs=1
         assert pngs[0].read_bytes()[:4] == b"\x89PNG"
         assert (fold / "confusion.png").is_file() and (fold / "metrics.csv").is_file()
 
@@ -63,6 +64,7 @@ def test_wandb_offline_runs(tiny_cv):
         run = read_run(run_dir)
         runs[run["run"]["job_type"]] = (run_dir, run)
     assert set(runs) == {"fold-1", "fold-2", "aggregate"}
+    assert runs["fold-1"][1]["run"]["tags"] == [] and runs["fold-1"][1]["run"]["name"] == "tiny/fold-1"
     for k in (1, 2):
         run_dir, run = runs[f"fold-{k}"]
         result = json.loads((exp / f"fold-{k}" / "result.json").read_text())
@@ -71,6 +73,7 @@ def test_wandb_offline_runs(tiny_cv):
         assert run["summary"]["test/macro_f1"] == pytest.approx(result["test/macro_f1"])
         assert run["summary"]["n_test"] == 9 and "test/acc/up_sweep" in run["summary"]
         assert {"train/loss_epoch", "val/loss", "val/acc", "val/macro_f1", "train/lr"} <= run["history_keys"]
+        assert any(k.startswith("val/attention") for k in run["history_keys"])
         assert run["config"]["model"]["pooling"] == "stap" and run["config"]["fold"] == k
         images = list((run_dir / "files" / "media" / "images").rglob("*.png"))
         assert any("attention" in str(p) for p in images) and any("confusion" in str(p) for p in images)

@@ -1,4 +1,4 @@
-"""Command line: ``asc train | cv | sweep | data check | synth | baseline``.
+"""Command line: ``asc train | cv | sweep | predict | attention | export | data check | synth | baseline``.
 
 Every command that runs an experiment takes ``[--config FILE] [key=value ...]``.  User
 mistakes (unknown keys, missing folders, bad files) print one ``error:`` line and exit 2.
@@ -94,6 +94,36 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from asc.predict import collect_audio, load_model, predict_files, summary
+
+    model = load_model(args.checkpoint, args.device)
+    files = collect_audio(args.paths)
+    rows = predict_files(model, files, Path(args.out), args.top_k, args.attention, args.batch_segments)
+    print(summary(rows))
+    print(f"predictions: {Path(args.out) / 'predictions.csv'} and predictions.json")
+    return 0
+
+
+def cmd_attention(args) -> int:
+    from asc.attention import analyse_checkpoints, table
+
+    results = analyse_checkpoints(args.checkpoint, Path(args.out), args.device)
+    print(table(results))
+    print(f"scores: {Path(args.out) / 'attention_scores.json'}, figure: {Path(args.out) / 'attention_scores.png'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from asc.export import export
+
+    report = export(args.checkpoint, args.format, args.out)
+    print(f"wrote {report['path']} ({'with' if report['with_frontend'] else 'without'} front-end): {report['note']}")
+    print(f"max |exported - checkpoint| on random segments: {report['max_abs_diff']:.2e}; "
+          f"details in {report['path']}.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asc", description="Acoustic scene classification experiments "
                                      "(STAP-CRNN, BC learning, cross-validation, W&B).")
@@ -115,6 +145,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="number of runs (random: draws, default 10; grid: the first N)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every run")
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("predict", help="classify audio files or folders with a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt written by asc train/cv")
+    p.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively)")
+    p.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
+    p.add_argument("--top-k", type=int, default=3, help="classes listed per file (default 3)")
+    p.add_argument("--attention", action="store_true", help="also write one attention PNG per file")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--batch-segments", type=int, default=64, help="segments per forward pass (memory bound)")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("attention", help="score how well temporal attention finds the events of the synthetic "
+                       "scenes (several checkpoints are compared)")
+    p.add_argument("--checkpoint", action="append", required=True, help="repeat to compare checkpoints")
+    p.add_argument("--out", default="attention", help="output folder (default: ./attention)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_attention)
+    p = sub.add_parser("export", help="export network + front-end as ONNX or TorchScript")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--out", help="output file (default: next to the checkpoint)")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("data", help="data set tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("check", help="scan a data set: clips per class and fold, durations, rates, "

@@ -124,7 +124,7 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
 
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     dm = SceneDataModule(clips, fold, cfg.data)
-    module = SceneClassifier(to_dict(cfg), clips.class_names)
+    module = SceneClassifier(to_dict(cfg), clips.class_names, fold)
     loggers = [CSVLogger(save_dir=str(fold_dir), name="", version="")]
     wb = wandb_logger(cfg, exp_dir, f"{cfg.experiment.name}/fold-{fold}", f"fold-{fold}", run_id,
                       {**to_dict(cfg), "fold": fold, **dm.sizes})

@@ -56,9 +56,9 @@ class SceneClassifier(L.LightningModule):
     class_names : list of str
     """
 
-    def __init__(self, cfg: dict, class_names: list[str]):
+    def __init__(self, cfg: dict, class_names: list[str], fold: int | None = None):
         super().__init__()
-        self.save_hyperparameters({"cfg": cfg, "class_names": list(class_names)})
+        self.save_hyperparameters({"cfg": cfg, "class_names": list(class_names), "fold": fold})
         self.cfg = OmegaConf.create(cfg)
         self.class_names = list(class_names)
         d, f = self.cfg.data, self.cfg.features
@@ -161,12 +161,12 @@ class SceneClassifier(L.LightningModule):
     # ---------------------------------------------------------------- whole-clip analysis
     @torch.no_grad()
     def analyse_clip(self, wave: np.ndarray | torch.Tensor, hop_seconds: float | None = None,
-                     max_segments_per_batch: int = 64) -> dict:
+                     max_segments_per_batch: int = 64, with_spec: bool = True) -> dict:
         """Run one clip through the network segment by segment.
 
         Returns a dict of numpy arrays: ``probs`` (C,) clip probabilities,
         ``segment_probs`` (S, C), ``starts`` (S,) in samples, ``spec`` (F, T) the
-        standardised spectrogram of the whole clip, and where the model has attention
+        standardised spectrogram of the whole clip (when ``with_spec``), and where the model has attention
         ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip by averaging
         overlapping segments, ``spatial`` (D,) averaged over segments.
         """
@@ -209,8 +209,9 @@ class SceneClassifier(L.LightningModule):
             "probs": aggregate_segments(logits, torch.zeros(len(logits), dtype=torch.long), 1,
                                         self.cfg.eval.aggregate)[0].numpy(),
             "starts": starts,
-            "spec": self.features(wave[None].to(self.device))[0].float().cpu().numpy(),
         }
+        if with_spec:
+            out["spec"] = self.features(wave[None].to(self.device))[0].float().cpu().numpy()
         if temporal is not None:
             w = weight.clamp_min(1)
             out["temporal"] = (temporal / w).numpy()

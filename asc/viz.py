@@ -1,12 +1,18 @@
-"""Figures: attention over the spectrogram, confusion matrices.  Matplotlib, no display."""
+"""Figures: attention over the spectrogram, confusion matrices.
+
+Figures are ``matplotlib.figure.Figure`` objects made without pyplot: no window opens
+and no backend is changed, so the same code saves PNGs during training and displays
+inline in a notebook (``display(fig)``).
+"""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def new_figure(figsize) -> Figure:
+    return Figure(figsize=figsize, constrained_layout=True)
 
 
 def attention_figure(analysis: dict, hop_seconds: float, title: str = "", events: list[dict] | None = None,
@@ -18,7 +24,7 @@ def attention_figure(analysis: dict, hop_seconds: float, title: str = "", events
     spec = analysis["spec"]
     t_end = spec.shape[1] * hop_seconds
     has_attn = "temporal" in analysis
-    fig = plt.figure(figsize=(12, 4.8), constrained_layout=True)
+    fig = new_figure((12, 4.8))
     grid = fig.add_gridspec(2, 3, width_ratios=[4, 2, 0.6], height_ratios=[3, 1])
     ax_spec = fig.add_subplot(grid[0, 0])
     ax_spec.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0, t_end, 0, spec.shape[0]))
@@ -65,7 +71,8 @@ def confusion_figure(cm: np.ndarray, class_names: list[str], title: str = ""):
     rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     n = len(class_names)
     size = max(4.0, 0.45 * n + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size), constrained_layout=True)
+    fig = new_figure((size + 1, size))
+    ax = fig.add_subplot()
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), class_names, fontsize=8)
@@ -84,4 +91,3 @@ def confusion_figure(cm: np.ndarray, class_names: list[str], title: str = ""):
 
 def save(fig, path) -> None:
     fig.savefig(path, dpi=90)
-    plt.close(fig)

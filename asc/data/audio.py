@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ def probe(path: str | os.PathLike) -> FileInfo:
 
 
 def _short(e: Exception) -> str:
-    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return re.sub(r"^Error (opening|reading) .*?: ", "", text)[:200]  # the path is named by the caller
 
 
 def resample(wave: np.ndarray, orig: int, target: int) -> np.ndarray:

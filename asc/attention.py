@@ -1,0 +1,115 @@
+"""Does temporal attention find the class events?  Scored on the synthetic scenes.
+
+Score of a clip = attention mass inside the class-event intervals divided by the fraction
+of the clip's frames those intervals cover.  1.0 is chance (attention spread evenly);
+1 / coverage is the maximum (all attention on event frames).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from asc.errors import AscError
+
+
+def event_frames(n_frames: int, hop_seconds: float, intervals: list[tuple[float, float]]) -> np.ndarray:
+    """Boolean mask of the frames whose centres (frame i at i * hop, centred front-end)
+    fall inside any interval."""
+    centres = np.arange(n_frames) * hop_seconds
+    inside = np.zeros(n_frames, dtype=bool)
+    for onset, offset in intervals:
+        inside |= (centres >= onset) & (centres < offset)
+    return inside
+
+
+def attention_in_events(temporal: np.ndarray, hop_seconds: float, intervals) -> float | None:
+    """Attention mass in the intervals / fraction of frames they cover (None when the
+    intervals cover no frame or every frame)."""
+    a = np.asarray(temporal, dtype=np.float64)
+    a = a / a.sum()
+    inside = event_frames(len(a), hop_seconds, intervals)
+    coverage = inside.mean()
+    if coverage == 0 or coverage == 1:
+        return None
+    return float(a[inside].sum() / coverage)
+
+
+def score_model(model, clips, indices) -> dict:
+    """Per-class and overall mean attention score of ``model`` over ``clips[indices]``."""
+    if not clips.events:
+        raise AscError("attention scores need event annotations: use the synthetic scenes (data.name=synthetic)")
+    hop_s = model.frontend.hop / model.sample_rate
+    per_class: dict[str, list[float]] = {c: [] for c in clips.class_names}
+    correct = 0
+    for i in indices:
+        analysis = model.analyse_clip(clips.audio.get(int(i)), with_spec=False)
+        if "temporal" not in analysis:
+            raise AscError(f"the {model.cfg.model.name} model has no attention to score")
+        correct += int(analysis["probs"].argmax() == clips.labels[i])
+        intervals = [(e["onset"], e["offset"]) for e in clips.events[int(i)] if e["kind"] == "class"]
+        score = attention_in_events(analysis["temporal"], hop_s, intervals)
+        if score is not None:
+            per_class[clips.class_names[clips.labels[i]]].append(score)
+    scores = [s for v in per_class.values() for s in v]
+    return {"per_class": {c: float(np.mean(v)) if v else None for c, v in per_class.items()},
+            "overall": float(np.mean(scores)), "n_clips": len(scores), "accuracy": correct / len(indices)}
+
+
+def analyse_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "auto") -> dict:
+    """Score each checkpoint on the test clips of its fold (all clips if the fold is
+    unknown); write ``attention_scores.json`` and ``attention_scores.png``."""
+    from asc.data import load_synthetic
+    from asc.predict import load_model
+
+    results = {}
+    for ckpt in checkpoints:
+        model = load_model(ckpt, device)
+        if model.cfg.data.name != "synthetic":
+            raise AscError(f"{ckpt} was trained on {model.cfg.data.name}; attention scores need the synthetic scenes")
+        clips = load_synthetic(model.cfg.data)
+        fold = model.hparams.get("fold")
+        indices = clips.folds[fold][1] if fold in clips.folds else np.arange(len(clips))
+        label = f"{model.cfg.model.pooling} ({Path(ckpt).parent.parent.parent.name}/{Path(ckpt).parent.parent.name})"
+        results[label] = {"checkpoint": str(ckpt), "pooling": model.cfg.model.pooling, "fold": fold,
+                          **score_model(model, clips, indices)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "attention_scores.json").write_text(json.dumps(results, indent=2))
+    figure(results, out_dir / "attention_scores.png")
+    return results
+
+
+def table(results: dict) -> str:
+    labels = list(results)
+    classes = list(next(iter(results.values()))["per_class"])
+    width = max(len(c) for c in classes + ["overall"])
+    lines = [f"{'class':<{width}}  " + "  ".join(f"{l:>{max(10, len(l))}}" for l in labels)]
+    for c in classes + ["overall"]:
+        cells = []
+        for l in labels:
+            v = results[l]["overall"] if c == "overall" else results[l]["per_class"][c]
+            cells.append(f"{'-' if v is None else f'{v:.2f}':>{max(10, len(l))}}")
+        lines.append(f"{c:<{width}}  " + "  ".join(cells))
+    lines.append("score = attention mass inside class events / fraction of time they cover (1.0 = chance)")
+    return "\n".join(lines)
+
+
+def figure(results: dict, path: Path) -> None:
+    from asc.viz import new_figure, save
+
+    labels = list(results)
+    classes = list(next(iter(results.values()))["per_class"]) + ["overall"]
+    fig = new_figure((max(6, 1.1 * len(classes)), 3.6))
+    ax = fig.add_subplot()
+    width = 0.8 / len(labels)
+    for k, label in enumerate(labels):
+        r = results[label]
+        values = [r["per_class"][c] if c != "overall" else r["overall"] for c in classes]
+        ax.bar(np.arange(len(classes)) + k * width, [v or 0 for v in values], width, label=label)
+    ax.axhline(1.0, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes, rotation=30, ha="right")
+    ax.set_ylabel("attention in events / coverage")
+    ax.legend(fontsize=8)
+    save(fig, path)

@@ -1,0 +1,153 @@
+"""Using trained models: predict, attention analysis, export, notebooks."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asc.attention import attention_in_events, event_frames
+from asc.errors import AscError
+from datasets import make_folder
+from test_cli_cv import TINY, asc
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    proc = asc("train", "experiment.name=tiny", f"output_dir={root}", "logger.mode=disabled", *TINY, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "tiny" / "fold-1" / "checkpoints" / "best.ckpt"
+
+
+def test_predict_files_and_folders(checkpoint, tmp_path):
+    make_folder(tmp_path / "in", per_class=2)  # mixed rates, channels, WAV and FLAC
+    short = tmp_path / "short.wav"
+    sf.write(short, 0.1 * np.random.default_rng(0).standard_normal(4000).astype(np.float32), 8000)  # 0.5 s
+    (tmp_path / "in" / "street" / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
+    out = tmp_path / "out"
+    proc = asc("predict", "--checkpoint", str(checkpoint), str(tmp_path / "in"), str(short), "--out", str(out),
+               "--top-k", "2", "--attention", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "7 of 8 files classified; 1 could not be read" in proc.stdout
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == 8 and list(rows[0])[:8] == ["file", "status", "prediction", "probability", "top1",
+                                                    "top1_probability", "top2", "top2_probability"]
+    bad = [r for r in rows if r["status"] == "error"]
+    assert len(bad) == 1 and bad[0]["file"].endswith("corrupt.wav") and bad[0]["error"]
+    data = json.loads((out / "predictions.json").read_text())
+    classes = data["classes"]
+    for f in data["files"]:
+        if f["status"] != "ok":
+            continue
+        probs = [t["probability"] for t in f["top_k"]]
+        assert len(probs) == 2 and probs == sorted(probs, reverse=True) and f["prediction"] == f["top_k"][0]["class"]
+        seg = np.array(f["segments"]["probabilities"])
+        assert seg.shape == (len(f["segments"]["start_s"]), len(classes))
+        np.testing.assert_allclose(seg.sum(1), 1, atol=1e-3)
+        np.testing.assert_allclose(seg.mean(0).max(), f["probability"], atol=1e-3)  # mean_prob aggregation
+        assert Path(f["attention_png"]).read_bytes()[:4] == b"\x89PNG"
+    short_row = next(f for f in data["files"] if f["file"].endswith("short.wav"))
+    assert short_row["duration_s"] == 0.5 and short_row["segments"]["start_s"] == [0.0]
+
+
+def test_predict_long_file_in_batches(checkpoint, tmp_path):
+    from asc.predict import load_model, predict_files
+
+    sr = 8000
+    t = np.arange(10 * 60 * sr) / sr  # 10 minutes
+    sf.write(tmp_path / "long.wav", (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
+    model = load_model(checkpoint, "cpu")
+    (row,) = predict_files(model, [tmp_path / "long.wav"], tmp_path / "out", batch_segments=32, progress=False)
+    assert row["status"] == "ok" and row["duration_s"] == 600.0
+    assert len(row["segments"]["start_s"]) == 599  # 2 s segments, 1 s hop
+    assert row["segments"]["start_s"][-1] == 598.0
+
+
+def test_bad_checkpoints(checkpoint, tmp_path):
+    from asc.predict import load_model
+
+    with pytest.raises(AscError, match="not found"):
+        load_model(tmp_path / "nope.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(AscError, match="not a loadable weights-only PyTorch checkpoint"):
+        load_model(tmp_path / "junk.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(AscError, match="not an asc checkpoint"):
+        load_model(tmp_path / "other.ckpt")
+    ck = torch.load(checkpoint, weights_only=True)
+    ck["hyper_parameters"]["cfg"]["model"]["rnn_hidden"] = 16  # config and weights disagree
+    torch.save(ck, tmp_path / "mismatch.ckpt")
+    with pytest.raises(AscError, match="does not match the model"):
+        load_model(tmp_path / "mismatch.ckpt")
+    proc = asc("predict", "--checkpoint", str(tmp_path / "junk.ckpt"), str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_attention_score_known_answer():
+    hop = 0.02
+    inside = event_frames(100, hop, [(0.2, 0.4), (1.0, 1.2)])  # frames 10-19 and 50-59
+    assert inside.sum() == 20 and inside[10] and not inside[20] and inside[59] and not inside[60]
+    uniform = np.full(100, 0.01)
+    assert attention_in_events(uniform, hop, [(0.2, 0.4), (1.0, 1.2)]) == pytest.approx(1.0)
+    focused = inside / inside.sum()
+    assert attention_in_events(focused, hop, [(0.2, 0.4), (1.0, 1.2)]) == pytest.approx(5.0)  # 1 / coverage
+    half = 0.5 * focused + 0.5 * (~inside) / (~inside).sum()
+    assert attention_in_events(half, hop, [(0.2, 0.4), (1.0, 1.2)]) == pytest.approx(2.5)
+    assert attention_in_events(uniform, hop, []) is None
+
+
+def test_attention_command(checkpoint, tmp_path):
+    proc = asc("attention", "--checkpoint", str(checkpoint), "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "attention_scores.json").read_text())
+    (r,) = res.values()
+    assert r["pooling"] == "stap" and r["fold"] == 1 and r["n_clips"] == 9 and r["overall"] > 0
+    assert set(r["per_class"]) == {"up_sweep", "down_sweep", "rising_pair"}
+    assert (tmp_path / "attention_scores.png").is_file() and "overall" in proc.stdout
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_matches_checkpoint(checkpoint, tmp_path, fmt):
+    from asc.export import run_exported
+    from asc.predict import load_model
+
+    out = tmp_path / f"model.{fmt}"
+    proc = asc("export", "--checkpoint", str(checkpoint), "--format", fmt, "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    side = json.loads(Path(str(out) + ".json").read_text())
+    assert side["frontend"]["included"] and side["max_abs_diff_vs_checkpoint"] < 1e-4
+    model = load_model(checkpoint, "cpu")
+    rng = np.random.default_rng(1)
+    wave = torch.tensor(0.1 * rng.standard_normal((5, model.segment)), dtype=torch.float32)
+    with torch.no_grad():
+        logits, _ = model(model.features(wave))
+    want = torch.softmax(logits, -1).numpy()
+    np.testing.assert_allclose(run_exported(fmt, out, wave), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["attention_maps", "compare_runs"])
+def test_notebooks_run_top_to_bottom(checkpoint, tmp_path, name):
+    import nbformat
+    from nbclient import NotebookClient
+
+    results = checkpoint.parents[2] / "results.json"
+    os.environ.update(ASC_CHECKPOINT=str(checkpoint), ASC_CLIPS="2", ASC_RESULTS=f"{results},{results}")
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert images, "the notebook shows no figure"
+    if name == "attention_maps":
+        assert "overall" in text and len(images) == 2
+    else:
+        assert "tiny" in text and "1 experiments" in text

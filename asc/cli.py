@@ -1,4 +1,4 @@
-"""Command line: ``asc train | cv | sweep | predict | attention | export | data check | synth | baseline``.
+"""Command line: ``asc train | cv | sweep | predict | attention | export | bench | data check | synth | baseline``.
 
 Every command that runs an experiment takes ``[--config FILE] [key=value ...]``.  User
 mistakes (unknown keys, missing folders, bad files) print one ``error:`` line and exit 2.
@@ -124,6 +124,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from asc.bench import format_result, run
+
+    result = run(args.device, Path(args.out), quick=args.quick, compile_check=not args.no_compile)
+    print(format_result(result))
+    print(f"\nJSON: {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asc", description="Acoustic scene classification experiments "
                                      "(STAP-CRNN, BC learning, cross-validation, W&B).")
@@ -165,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     p.add_argument("--out", help="output file (default: next to the checkpoint)")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("bench", help="front-end and training throughput, memory (prints a table, writes JSON)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--out", default="bench.json", help="JSON output (default: ./bench.json)")
+    p.add_argument("--quick", action="store_true", help="fewer steps and clips, float32 only (smoke test)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile check")
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("data", help="data set tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("check", help="scan a data set: clips per class and fold, durations, rates, "

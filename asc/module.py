@@ -94,8 +94,14 @@ class SceneClassifier(L.LightningModule):
             self.fit_normalizer(self.trainer.datamodule.stats_dataloader())
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
+        # mixing only while fitting: not in the sanity check, validation or test
+        return self.prepare_batch(batch, training=self.trainer.training)
+
+    def prepare_batch(self, batch: dict, training: bool) -> dict:
+        """On the batch's device: BC mix (training only), features; adds ``spec`` (and
+        ``target``, the soft targets, when training)."""
         wave = batch["wave"]
-        if self.trainer is not None and self.trainer.training:
+        if training:
             a = self.cfg.augment
             wave, targets, partners, r = mix_batch(wave, batch["label"], len(self.class_names), a.mix,
                                                    self.sample_rate, a.gain, a.mixup_alpha)

@@ -239,3 +239,12 @@ def test_read_audio_reasons(tmp_path):
     for name, why in {"empty.wav": "empty", "silent.wav": "silent", "nan.wav": "NaN"}.items():
         with pytest.raises(BadAudio, match=why):
             read_audio(tmp_path / "street" / name, 16000)
+
+
+def test_partial_reads(tmp_path):
+    make_folder(tmp_path, per_class=2)
+    clips = load_clipset(cfg_for("folder", tmp_path, "data.n_folds=2"))
+    full = clips.audio.get(0)
+    assert clips.audio.length(0) == len(full)
+    np.testing.assert_array_equal(clips.audio.get(0, 100, 600), full[100:600])
+    np.testing.assert_array_equal(clips.audio.get(0, len(full) - 10, len(full) + 50), full[-10:])

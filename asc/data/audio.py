@@ -116,11 +116,15 @@ class MemmapStore:
     def __getstate__(self):
         return {**self.__dict__, "_data": None}
 
-    def get(self, index: int) -> np.ndarray:
+    def length(self, index: int) -> int:
+        return int(self.lengths[index])
+
+    def get(self, index: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         if self._data is None:
             self._data = np.memmap(self.path, dtype=np.float16, mode="r")
         o, n = int(self.offsets[index]), int(self.lengths[index])
-        return self._data[o:o + n].astype(np.float32)
+        start, stop, _ = slice(start, stop).indices(n)
+        return self._data[o + start:o + max(start, stop)].astype(np.float32)
 
     def subset(self, keep: np.ndarray) -> "MemmapStore":
         return MemmapStore(self.path, self.offsets[keep], self.lengths[keep], self.sample_rate)

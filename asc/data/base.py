@@ -18,8 +18,12 @@ class AudioStore(Protocol):
 
     def __len__(self) -> int: ...
 
-    def get(self, index: int) -> np.ndarray:
-        """Waveform of clip ``index``: float32 (n_samples,) at ``sample_rate``."""
+    def length(self, index: int) -> int:
+        """Samples in clip ``index``."""
+
+    def get(self, index: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples ``start:stop`` of clip ``index``: float32 at ``sample_rate`` (reads only
+        that part, so a training crop does not decode or convert the whole clip)."""
 
 
 class ArrayStore:
@@ -31,8 +35,11 @@ class ArrayStore:
     def __len__(self) -> int:
         return len(self.waves)
 
-    def get(self, index: int) -> np.ndarray:
-        return self.waves[index]
+    def length(self, index: int) -> int:
+        return self.waves.shape[1]
+
+    def get(self, index: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return self.waves[index, start:stop]
 
 
 @dataclass

@@ -47,9 +47,10 @@ class RandomCrops(Dataset):
 
     def __getitem__(self, i: int):
         idx = int(self.indices[i])
-        wave = fit_length(self.clips.audio.get(idx), self.segment)
-        start = np.random.randint(0, len(wave) - self.segment + 1)  # seeded per worker by Lightning
-        return {"wave": torch.from_numpy(np.ascontiguousarray(wave[start:start + self.segment], dtype=np.float32)),
+        n = self.clips.audio.length(idx)
+        start = np.random.randint(0, max(n - self.segment, 0) + 1)  # seeded per worker by Lightning
+        wave = fit_length(self.clips.audio.get(idx, start, start + self.segment), self.segment)
+        return {"wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
                 "label": int(self.clips.labels[idx])}
 
 

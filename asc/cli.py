@@ -13,6 +13,10 @@ import warnings
 from pathlib import Path
 
 
+RESUME_HINT = ("finished folds and the last checkpoint (at most one epoch old) are kept; run the same command "
+               "again to resume")
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="YAML config merged over the defaults (e.g. experiments/demo.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_epochs=5")
@@ -209,9 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished folds and the last checkpoint are kept; run the same command again "
-              "to resume", file=sys.stderr)
+        print(f"\ninterrupted: {RESUME_HINT}", file=sys.stderr)
         return 130
+    except SystemExit as e:
+        if type(e).__name__ == "SIGTERMException":  # Lightning stops the fit loop on SIGTERM
+            print(f"\nstopped by SIGTERM: {RESUME_HINT}", file=sys.stderr)
+            return 143
+        raise
 
 
 if __name__ == "__main__":

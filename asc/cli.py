@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every run")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("predict", help="classify audio files or folders with a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="a .ckpt written by asc train/cv")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt written by asc train/cv, or the W&B run id of a fold")
     p.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively)")
     p.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
     p.add_argument("--top-k", type=int, default=3, help="classes listed per file (default 3)")

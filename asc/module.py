@@ -121,8 +121,9 @@ class SceneClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         logits, _ = self(batch["spec"])
         loss = soft_target_kl(logits, batch["target"])
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits),
+                 sync_dist=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def _eval_step(self, batch, stage: str):

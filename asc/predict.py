@@ -24,10 +24,7 @@ def load_model(checkpoint: str | Path, device: str = "auto"):
     from asc.config import Config, to_dict
     from asc.module import SceneClassifier
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise AscError(f"checkpoint {display_name(path)!r} not found; checkpoints live in "
-                       "<output_dir>/<experiment>/fold-<k>/checkpoints/best.ckpt")
+    path = resolve_checkpoint(checkpoint)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - many formats of failure, one message
@@ -50,7 +47,24 @@ def load_model(checkpoint: str | Path, device: str = "auto"):
                        "was it written by another version of asc, or edited?") from None
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AscError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
     return model.to(device).eval()
+
+
+def resolve_checkpoint(ref: str | Path, search_root: str | Path = "runs") -> Path:
+    """A checkpoint path, or a W&B run id of a fold (its best checkpoint is found under
+    ``search_root``, the default ``output_dir``)."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if not path.suffix and "/" not in str(ref) and Path(search_root).is_dir():
+        for id_file in Path(search_root).glob("**/fold-*/wandb_run_id"):
+            if id_file.read_text().strip() == str(ref):
+                best = id_file.parent / "checkpoints" / "best.ckpt"
+                return best if best.is_file() else id_file.parent / "checkpoints" / "last.ckpt"
+    raise AscError(f"checkpoint {display_name(path)!r} not found (neither a file nor the W&B run id of a fold "
+                   f"under {search_root}/); checkpoints live in <output_dir>/<experiment>/fold-<k>/checkpoints/")
 
 
 def collect_audio(paths: list[str]) -> list[Path]:

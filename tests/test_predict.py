@@ -151,3 +151,13 @@ def test_notebooks_run_top_to_bottom(checkpoint, tmp_path, name):
         assert "overall" in text and len(images) == 2
     else:
         assert "tiny" in text and "1 experiments" in text
+
+
+def test_checkpoint_found_by_wandb_run_id(checkpoint, monkeypatch):
+    from asc.predict import resolve_checkpoint
+
+    run_id = (checkpoint.parents[1] / "wandb_run_id").read_text().strip()
+    assert resolve_checkpoint(run_id, checkpoint.parents[3]) == checkpoint
+    monkeypatch.chdir(checkpoint.parents[3])
+    with pytest.raises(AscError, match="neither a file nor the W&B run id"):
+        resolve_checkpoint("zzzzzzzz", ".")

@@ -47,3 +47,24 @@ def test_cli_reports_user_mistakes_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: model.pooling='nope' is not allowed")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_shipped_configs_are_valid_and_default_yaml_is_current():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from asc.config import to_dict
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    for f in experiments.glob("*.yaml"):
+        load_config(f, ["data.root=/tmp"])
+    assert to_dict(OmegaConf.load(experiments / "default.yaml")) == to_dict(load_config())
+
+
+def test_variant_shorthand():
+    assert load_config(overrides=["model.variant=cnn"]).model.name == "cnn"
+    cfg = load_config(overrides=["model.variant=max"])
+    assert cfg.model.name == "crnn" and cfg.model.pooling == "max"
+    with pytest.raises(AscError, match="model.variant='lstm' is not allowed"):
+        load_config(overrides=["model.variant=lstm"])

@@ -104,14 +104,13 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     """Train, select by val/acc and test one fold.  Returns the fold's result row (None on
     ranks other than 0)."""
     import lightning as L
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from asc.data.datamodule import SceneDataModule
     from asc.module import SceneClassifier
     from asc.tracking import AtomicCheckpointIO, AttentionPictures, finish_fold_logging, new_run_id, wandb_logger
-
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     fold_dir = exp_dir / f"fold-{fold}"
     id_file = fold_dir / "wandb_run_id"

@@ -1,7 +1,6 @@
 """Loaders of data sets on disk, in their exact official layouts, and bad input."""
 
 import os
-import struct
 from pathlib import Path
 
 import numpy as np

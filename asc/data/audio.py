@@ -188,7 +188,7 @@ class AudioCache:
             warnings.simplefilter("ignore")
             for start in range(0, len(self.paths), chunk):  # bounded memory: one chunk in flight
                 batch = self.paths[start:start + chunk]
-                for path, (wave, info, problem) in zip(batch, pool.map(self._decode, batch)):
+                for wave, info, problem in pool.map(self._decode, batch):
                     entry = {"offset": offset, "length": 0, "problem": problem}
                     if wave is not None:
                         out.write(wave.astype(np.float16).tobytes())

@@ -121,9 +121,8 @@ def make_cached_litis(tmp: Path, sample_rate: int, n_clips: int):
 
 def bench_training(device: torch.device, steps: int = 6, warmup: int = 2, precisions=("32", "bf16"),
                    overrides: list[str] | None = None, compile_check: bool = True) -> list[dict]:
-    from asc.config import to_dict, validate
+    from asc.config import validate
     from asc.data.datamodule import RandomCrops, collate_crops
-    from asc.module import SceneClassifier
 
     cfg = litis_shaped_config(overrides)
     sr, batch = cfg.data.sample_rate, cfg.data.batch_size
@@ -136,15 +135,11 @@ def bench_training(device: torch.device, steps: int = 6, warmup: int = 2, precis
                     run_cfg = cfg.copy()
                     run_cfg.model.variant, run_cfg.augment.mix = variant, mix
                     validate(run_cfg)
-                    module = SceneClassifier(to_dict(run_cfg), clips.class_names).to(device)
-                    module.norm.fitted.fill_(True)  # statistics do not change the speed
-                    opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
+                    module, opt, random_batch = _training_setup(run_cfg, clips.class_names, device)
                     loader = torch.utils.data.DataLoader(
                         RandomCrops(clips, np.arange(len(clips)), module.segment), batch_size=batch, shuffle=True,
                         collate_fn=collate_crops, num_workers=min(cfg.data.num_workers, 2), drop_last=True,
                         persistent_workers=cfg.data.num_workers > 0, pin_memory=device.type == "cuda")
-                    random_batch = {"wave": 0.1 * torch.randn(batch, module.segment, device=device),
-                                    "label": torch.randint(0, LITIS_CLASSES, (batch,), device=device)}
                     for pipeline in (True, False):
                         rate = _train_rate(module, opt, loader, random_batch, device, precision, pipeline, steps,
                                            warmup)
@@ -190,18 +185,27 @@ def _train_rate(module, opt, loader, random_batch, device, precision, pipeline, 
     return steps * len(random_batch["label"]) / (time.perf_counter() - t0)
 
 
-def bench_compile(cfg, clips, device, steps, warmup) -> list[dict]:
-    """STAP-CRNN, no mixing, float32, random tensors: eager vs torch.compile'd network."""
+def _training_setup(cfg, class_names: list[str], device: torch.device):
+    """Module (normalisation marked fitted: statistics do not change the speed), optimizer,
+    and a batch of random waveforms on the device."""
     from asc.config import to_dict
     from asc.module import SceneClassifier
 
-    rows = []
-    module = SceneClassifier(to_dict(cfg), clips.class_names).to(device)
+    module = SceneClassifier(to_dict(cfg), class_names).to(device)
     module.norm.fitted.fill_(True)
-    module.cfg.augment.mix = "none"
     opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
-    batch = {"wave": 0.1 * torch.randn(cfg.data.batch_size, module.segment, device=device),
-             "label": torch.randint(0, LITIS_CLASSES, (cfg.data.batch_size,), device=device)}
+    n = cfg.data.batch_size
+    batch = {"wave": 0.1 * torch.randn(n, module.segment, device=device),
+             "label": torch.randint(0, len(class_names), (n,), device=device)}
+    return module, opt, batch
+
+
+def bench_compile(cfg, clips, device, steps, warmup) -> list[dict]:
+    """STAP-CRNN, no mixing, float32, random tensors: eager vs torch.compile'd network."""
+    rows = []
+    cfg = cfg.copy()
+    cfg.augment.mix = "none"
+    module, opt, batch = _training_setup(cfg, clips.class_names, device)
     eager = _train_rate(module, opt, [], batch, device, "32", False, steps, warmup)
     rows.append({"model": "stap-crnn", "mix": "none", "precision": "32", "pipeline": "random tensors, eager",
                  "clips_per_s": eager, "batch": cfg.data.batch_size, "segment_s": cfg.data.segment_seconds})

@@ -28,21 +28,19 @@ RESUMABLE_KEYS = ("cv", "logger", "data.num_workers", "data.root", "data.cache_d
                   "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "trainer.enable_progress_bar")
 
 
-def write_json_atomic(path: Path, obj) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary file in the same folder, then rename: a reader (or a kill at
     any moment) sees either the old file or the new one, never half of one."""
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 def checkpoint_epoch(path: Path) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asc.data.base import ArrayStore, ClipSet
+from asc.data.base import ArrayStore, ClipSet, leave_one_fold_out
 
 
 def load_synthetic(data_cfg) -> ClipSet:
@@ -18,9 +18,7 @@ def load_synthetic(data_cfg) -> ClipSet:
         waves[i] = clip.wave
         events.append([e.as_dict() for e in clip.events])
     labels = np.array([gen.label(i) for i in range(len(gen))], dtype=np.int64)
-    fold_of = np.array([gen.fold(i) for i in range(len(gen))])
-    all_idx = np.arange(len(gen))
-    folds = {k: (all_idx[fold_of != k], all_idx[fold_of == k]) for k in range(1, gen.n_folds + 1)}
+    folds = leave_one_fold_out([gen.fold(i) for i in range(len(gen))])
     items = [f"synthetic-{gen.seed}-{i:05d}" for i in range(len(gen))]
     return ClipSet("synthetic", gen.class_names, items, labels, folds, ArrayStore(waves, gen.sample_rate), events,
                    info={"clip_seconds": gen.clip_seconds})

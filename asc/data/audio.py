@@ -45,10 +45,6 @@ class FileInfo:
     subtype: str
     format: str
 
-    @property
-    def seconds(self) -> float:
-        return self.frames / self.sample_rate if self.sample_rate else 0.0
-
 
 def probe(path: str | os.PathLike) -> FileInfo:
     """Header information; raises BadAudio for files soundfile cannot open."""

@@ -66,6 +66,13 @@ class ClipSet:
             assert train.max() < n and test.max() < n
 
 
+def leave_one_fold_out(fold_of: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Folds from each clip's fold number: fold k tests on its clips, trains on the rest."""
+    fold_of = np.asarray(fold_of)
+    ids = np.arange(len(fold_of))
+    return {int(k): (ids[fold_of != k], ids[fold_of == k]) for k in np.unique(fold_of)}
+
+
 def stratified_split(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
     """Split ``indices`` into (rest, held_out) with ``fraction`` of each class held out
     (at least one per class when the class has two or more clips and fraction > 0)."""

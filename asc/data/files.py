@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from asc.data.audio import AUDIO_EXTENSIONS, AudioCache, display_name
-from asc.data.base import ClipSet
+from asc.data.base import ClipSet, leave_one_fold_out
 from asc.errors import AscError
 
 log = logging.getLogger("asc.data")
@@ -37,7 +37,7 @@ class Listing:
     paths: list[Path]  # absolute
     labels: list[str]
     class_names: list[str]
-    folds: dict[int, tuple[list[int], list[int]]]  # fold -> (train item ids, test item ids)
+    folds: dict[int, tuple]  # fold -> (train item ids, test item ids), lists or arrays
     notes: list[str] = field(default_factory=list)
 
 
@@ -251,10 +251,7 @@ def list_esc50(root: Path) -> Listing:
         paths.append(audio[name])
         labels.append(r[label_col])
         fold_of.append(int(r["fold"]))
-    fold_of = np.array(fold_of)
-    ids = np.arange(len(paths))
-    folds = {int(k): (ids[fold_of != k].tolist(), ids[fold_of == k].tolist()) for k in np.unique(fold_of)}
-    return Listing("esc50", root, paths, labels, class_names, folds)
+    return Listing("esc50", root, paths, labels, class_names, leave_one_fold_out(fold_of))
 
 
 # ------------------------------------------------------------------------- folder per class
@@ -278,10 +275,7 @@ def list_folder(root: Path, n_folds: int, seed: int) -> Listing:
         members = np.flatnonzero(label_ids == c)
         members = members[rng.permutation(len(members))]
         fold_of[members] = np.arange(len(members)) % n_folds + 1
-    ids = np.arange(len(paths))
-    folds = {k: (ids[fold_of != k].tolist(), ids[fold_of == k].tolist()) for k in range(1, n_folds + 1)
-             if (fold_of == k).any()}
-    return Listing("folder", root, paths, labels, class_names, folds)
+    return Listing("folder", root, paths, labels, class_names, leave_one_fold_out(fold_of))
 
 
 # ------------------------------------------------------------------------- shared finish

@@ -6,7 +6,9 @@ and the command passes them as ``key=value`` overrides (``${args_no_hyphens}``),
 ``wandb sweep FILE`` + ``wandb agent ID`` run it online.  ``--local`` expands ``grid``
 and ``random`` sweeps itself, runs each configuration as an ``asc cv`` experiment
 (finished ones are skipped on a re-run), and writes one comparison table ranked by the
-sweep metric (mean ± std over folds) as CSV and Markdown.
+sweep metric (mean ± std over folds) as CSV and Markdown.  When ``seed`` is a parameter
+with several values, a second table pools each configuration's seeds: mean ± std over
+all (seed, fold) results, and the spread of the per-seed means.
 """
 
 from __future__ import annotations
@@ -100,13 +102,13 @@ def run_name(sweep_name: str, assignment: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", f"{sweep_name}/{','.join(parts)}")
 
 
-def metric_value(results: dict, metric: str) -> tuple[float, float]:
-    """(mean, std) of the sweep metric from a results.json; ``mean/test/acc`` and
-    ``test/acc`` both name the fold mean."""
+def metric_value(results: dict, metric: str) -> tuple[float, float, list[float]]:
+    """(mean, std, per-fold values) of the sweep metric from a results.json;
+    ``mean/test/acc`` and ``test/acc`` both name the fold mean."""
     key = metric.split("/", 1)[1] if metric.startswith(("mean/", "std/")) else metric
     if key not in results["mean"]:
         raise AscError(f"sweep metric {metric!r} is not in results.json (has: {', '.join(results['mean'])})")
-    return results["mean"][key], results["std"][key]
+    return results["mean"][key], results["std"][key], [f[key] for f in results["folds"]]
 
 
 def run_local(path: str | Path, count: int | None = None, extra: list[str] | None = None) -> list[dict]:
@@ -126,19 +128,45 @@ def run_local(path: str | Path, count: int | None = None, extra: list[str] | Non
         print(f"\n=== sweep {sweep['name']}: run {n}/{len(assignments)}: "
               f"{', '.join(f'{k}={v}' for k, v in assignment.items())}")
         results = run_cv(cfg)
-        mean, std = metric_value(results, metric)
-        f1 = results["mean"].get("test/macro_f1", float("nan")), results["std"].get("test/macro_f1", float("nan"))
-        rows.append({**assignment, metric: mean, f"{metric} std": std, "macro_f1": f1[0], "macro_f1 std": f1[1],
-                     "folds": len(results["folds"]), "experiment": str(experiment_dir(cfg))})
+        mean, std, folds = metric_value(results, metric)
+        f1 = [f.get("test/macro_f1", float("nan")) for f in results["folds"]]
+        rows.append({**assignment, metric: mean, f"{metric} std": std, "macro_f1": float(np.mean(f1)),
+                     "macro_f1 std": float(np.std(f1)), "folds": len(folds), "fold_values": folds,
+                     "fold_macro_f1": f1, "experiment": str(experiment_dir(cfg))})
     rows.sort(key=lambda r: r[metric], reverse=goal == "maximize")
     out_dir = Path(load_config(config_file, base + list(extra or [])).output_dir) / sweep["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_tables(rows, list(sweep["parameters"]), metric, out_dir)
-    write_json_atomic(out_dir / "sweep.json", {"sweep": sweep, "rows": rows})
+    params = list(sweep["parameters"])
+    pooled = pool_seeds(rows, params, metric)
+    write_tables(rows, params, metric, out_dir, pooled)
+    write_json_atomic(out_dir / "sweep.json", {"sweep": sweep, "rows": rows, "over_seeds": pooled})
     return rows
 
 
-def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path) -> None:
+def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:
+    """One row per configuration of the parameters other than ``seed``, pooling its seeds:
+    mean and std over all (seed, fold) results and the std of the per-seed fold means
+    (how much the training seed alone moves the result).  Empty unless ``seed`` is a
+    parameter taking several values.  Ranked by the pooled mean (higher first)."""
+    if "seed" not in params or len({r["seed"] for r in rows}) < 2:
+        return []
+    others = [p for p in params if p != "seed"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[p] for p in others), []).append(r)
+    pooled = []
+    for key, runs in groups.items():
+        values = [v for r in runs for v in r["fold_values"]]
+        f1 = [v for r in runs for v in r["fold_macro_f1"]]
+        pooled.append({**dict(zip(others, key)), "seeds": sorted(r["seed"] for r in runs),
+                       metric: float(np.mean(values)), f"{metric} std": float(np.std(values)),
+                       f"{metric} seed std": float(np.std([r[metric] for r in runs])),
+                       "macro_f1": float(np.mean(f1)), "macro_f1 std": float(np.std(f1)), "results": len(values)})
+    return sorted(pooled, key=lambda r: r[metric], reverse=True)
+
+
+def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path,
+                 pooled: list[dict] | None = None) -> None:
     with open(out_dir / "sweep.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["rank", *params, f"{metric} mean", f"{metric} std", "macro_f1 mean", "macro_f1 std", "folds",
@@ -153,7 +181,31 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
                                          f"{100 * r[metric]:.2f} ± {100 * r[metric + ' std']:.2f}",
                                          f"{100 * r['macro_f1']:.2f} ± {100 * r['macro_f1 std']:.2f}",
                                          str(r["folds"])]) + " |")
+    if pooled:
+        lines += pooled_table(pooled, [p for p in params if p != "seed"], metric)
+        with open(out_dir / "sweep_over_seeds.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["rank", *(p for p in params if p != "seed"), "seeds", f"{metric} mean", f"{metric} std",
+                        f"{metric} seed std", "macro_f1 mean", "macro_f1 std", "results"])
+            for i, r in enumerate(pooled, 1):
+                w.writerow([i, *(r[p] for p in params if p != "seed"), " ".join(map(str, r["seeds"])),
+                            *(f"{r[k]:.4f}" for k in (metric, f"{metric} std", f"{metric} seed std",
+                                                      "macro_f1", "macro_f1 std")), r["results"]])
     (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
-    print(f"\nsweep table: {out_dir / 'sweep.md'} and {out_dir / 'sweep.csv'}")
+    print(f"\nsweep table: {out_dir / 'sweep.md'} and {out_dir / 'sweep.csv'}"
+          + (f" (pooled over seeds: {out_dir / 'sweep_over_seeds.csv'})" if pooled else ""))
+
+
+def pooled_table(pooled: list[dict], others: list[str], metric: str) -> list[str]:
+    head = ["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", "macro-F1 (%)", "results"]
+    lines = ["", f"Pooled over seeds: mean ± std over every (seed, fold) result; seed std = std of the "
+             f"per-seed means.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, r in enumerate(pooled, 1):
+        lines.append("| " + " | ".join([str(i), *(str(r[p]) for p in others), ",".join(map(str, r["seeds"])),
+                                         f"{100 * r[metric]:.2f} ± {100 * r[metric + ' std']:.2f}",
+                                         f"{100 * r[metric + ' seed std']:.2f}",
+                                         f"{100 * r['macro_f1']:.2f} ± {100 * r['macro_f1 std']:.2f}",
+                                         str(r["results"])]) + " |")
+    return lines
 

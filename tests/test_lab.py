@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from test_cli_cv import TINY, asc
@@ -110,6 +111,39 @@ command: ["${env}", asc, cv, logger.mode=disabled, "${args_no_hyphens}"]
         assert res["mean"]["test/acc"] == pytest.approx(float(r["mean/test/acc mean"]), abs=1e-4)
         assert res["config"]["model"]["variant"] == r["model.variant"]
         assert res["config"]["augment"]["mix"] == r["augment.mix"]
+
+
+def test_seeds_are_pooled_per_configuration(tmp_path):
+    from asc.sweep import pool_seeds, write_tables
+
+    metric = "mean/test/acc"
+
+    def row(seed, variant, accs):
+        return {"seed": seed, "model.variant": variant, metric: float(np.mean(accs)),
+                f"{metric} std": float(np.std(accs)), "macro_f1": float(np.mean(accs)) - 0.01,
+                "macro_f1 std": 0.0, "folds": len(accs), "fold_values": accs,
+                "fold_macro_f1": [a - 0.01 for a in accs], "experiment": f"x/{seed}-{variant}"}
+
+    rows = [row(0, "stap", [0.9, 1.0]), row(1, "stap", [0.7, 0.8]), row(0, "mean", [0.6, 0.6]),
+            row(1, "mean", [0.9, 0.9])]
+    pooled = pool_seeds(rows, ["seed", "model.variant"], metric)
+    assert [p["model.variant"] for p in pooled] == ["stap", "mean"]  # 0.85 > 0.75
+    stap, mean = pooled
+    assert stap["seeds"] == [0, 1] and stap["results"] == 4
+    assert stap[metric] == pytest.approx(0.85) and stap[f"{metric} std"] == pytest.approx(np.std([.9, 1, .7, .8]))
+    assert stap[f"{metric} seed std"] == pytest.approx(0.1)  # per-seed means 0.95 and 0.75
+    assert mean[f"{metric} seed std"] == pytest.approx(0.15) and mean["macro_f1"] == pytest.approx(0.74)
+    assert pool_seeds(rows[:1] + rows[2:3], ["seed", "model.variant"], metric) == []  # one seed: nothing to pool
+    assert pool_seeds(rows, ["model.variant"], metric) == []  # seed is not a parameter
+
+    write_tables(rows, ["seed", "model.variant"], metric, tmp_path, pooled)
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| 1 | stap | 0,1 | 85.00 ± 11.18 | 10.00 | 84.00 ± 11.18 | 4 |" in md
+    import csv
+
+    over = list(csv.DictReader(open(tmp_path / "sweep_over_seeds.csv")))
+    assert [(r["model.variant"], r["seeds"], r[f"{metric} mean"]) for r in over] == [
+        ("stap", "0 1", "0.8500"), ("mean", "0 1", "0.7500")]
 
 
 def test_sweep_errors(tmp_path):

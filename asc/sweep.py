@@ -5,7 +5,8 @@ A sweep file is a W&B sweep configuration (``program``/``method``/``metric``/
 and the command passes them as ``key=value`` overrides (``${args_no_hyphens}``), so
 ``wandb sweep FILE`` + ``wandb agent ID`` run it online.  ``--local`` expands ``grid``
 and ``random`` sweeps itself, runs each configuration as an ``asc cv`` experiment
-(finished ones are skipped on a re-run), and writes one comparison table ranked by the
+(finished ones are skipped on a re-run; ``key=value`` arguments naming a sweep parameter
+pin it, so disjoint parts of one sweep can run in parallel), and writes one comparison table ranked by the
 sweep metric (mean ± std over folds) as CSV and Markdown.  When ``seed`` is a parameter
 with several values, a second table pools each configuration's seeds: mean ± std over
 all (seed, fold) results, and the spread of the per-seed means.
@@ -111,18 +112,32 @@ def metric_value(results: dict, metric: str) -> tuple[float, float, list[float]]
     return results["mean"][key], results["std"][key], [f[key] for f in results["folds"]]
 
 
+def pin_parameters(sweep: dict, extra: list[str]) -> tuple[dict, list[str]]:
+    """Split command-line overrides: one naming a sweep parameter pins it to that value
+    (``seed=1`` runs only seed 1's part of the grid, under the names the full sweep uses,
+    so several processes can share a sweep); the others apply to every run."""
+    params, rest = dict(sweep["parameters"]), []
+    for item in extra:
+        key, _, value = item.partition("=")
+        if key in params:
+            params[key] = {"value": yaml.safe_load(value)}
+        else:
+            rest.append(item)
+    return {**sweep, "parameters": params}, rest
+
+
 def run_local(path: str | Path, count: int | None = None, extra: list[str] | None = None) -> list[dict]:
     from asc.config import load_config
     from asc.experiment import experiment_dir, run_cv, write_json_atomic
 
-    sweep = load_sweep(path)
+    sweep, extra = pin_parameters(load_sweep(path), list(extra or []))
     config_file, base = base_arguments(sweep)
     assignments = expand(sweep, count)
     metric, goal = sweep["metric"]["name"], sweep["metric"].get("goal", "maximize")
     rows = []
     for n, assignment in enumerate(assignments, 1):
         name = run_name(sweep["name"], assignment)
-        overrides = base + [f"{k}={v}" for k, v in assignment.items()] + list(extra or []) + [
+        overrides = base + [f"{k}={v}" for k, v in assignment.items()] + extra + [
             f"experiment.name={name}"]
         cfg = load_config(config_file, overrides)
         print(f"\n=== sweep {sweep['name']}: run {n}/{len(assignments)}: "
@@ -134,7 +149,7 @@ def run_local(path: str | Path, count: int | None = None, extra: list[str] | Non
                      "macro_f1 std": float(np.std(f1)), "folds": len(folds), "fold_values": folds,
                      "fold_macro_f1": f1, "experiment": str(experiment_dir(cfg))})
     rows.sort(key=lambda r: r[metric], reverse=goal == "maximize")
-    out_dir = Path(load_config(config_file, base + list(extra or [])).output_dir) / sweep["name"]
+    out_dir = Path(load_config(config_file, base + extra).output_dir) / sweep["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
     params = list(sweep["parameters"])
     pooled = pool_seeds(rows, params, metric)

@@ -146,6 +146,22 @@ def test_seeds_are_pooled_per_configuration(tmp_path):
         ("stap", "0 1", "0.8500"), ("mean", "0 1", "0.7500")]
 
 
+def test_overrides_naming_a_parameter_pin_it():
+    from asc.sweep import expand, load_sweep, pin_parameters, run_name
+
+    sweep = load_sweep(Path(__file__).parents[1] / "experiments" / "sweeps" / "accuracy_study.yaml")
+    assert len(expand(sweep)) == 36
+    pinned, rest = pin_parameters(sweep, ["seed=1", "trainer.max_epochs=3", "model.variant=stap"])
+    assert rest == ["trainer.max_epochs=3"]
+    runs = expand(pinned)
+    assert runs == [{"seed": 1, "model.variant": "stap", "augment.mix": "bc"},
+                    {"seed": 1, "model.variant": "stap", "augment.mix": "none"}]
+    # the same experiment names as in the full sweep, so a later full run skips them
+    full = {run_name(sweep["name"], a) for a in expand(sweep)}
+    assert {run_name(pinned["name"], a) for a in runs} <= full
+    assert sweep["parameters"]["seed"] == {"values": [0, 1, 2]}  # the loaded sweep is left as it was
+
+
 def test_sweep_errors(tmp_path):
     bad = tmp_path / "bayes.yaml"
     bad.write_text("method: bayes\nmetric: {name: mean/test/acc}\nparameters: {seed: {values: [0]}}\n")

@@ -81,19 +81,28 @@ def log_images(logger, key: str, figures: list, captions: list[str]) -> None:
 
 def aggregate_run(cfg, exp_dir: Path, results: dict, sweep_env: dict | None = None) -> None:
     """One W&B run per experiment with the per-fold table and mean ± std in its summary,
-    so a dashboard shows one line per experiment (under a sweep agent: the sweep's run)."""
+    so a dashboard shows one line per experiment (under a sweep agent: the sweep's run).
+    Its id is kept in ``exp_dir/aggregate_wandb_run_id``: re-running a finished or resumed
+    experiment updates that run instead of adding a second line."""
     mode = resolve_mode(cfg.logger.mode)
     if mode == "disabled":
         return
     import wandb
 
     os.environ.update(sweep_env or {})
+    run_id = None
+    if not sweep_env:  # under an agent the sweep names the run; otherwise a re-run updates the same one
+        from asc.experiment import write_text_atomic
 
+        id_file = exp_dir / "aggregate_wandb_run_id"
+        if not id_file.exists():
+            write_text_atomic(id_file, new_run_id())
+        run_id = id_file.read_text().strip()
     try:
         run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.experiment.name,
                          job_type="aggregate", name=f"{cfg.experiment.name}/aggregate", dir=str(exp_dir),
                          tags=list(cfg.experiment.tags), mode=mode, config=results.get("config", {}),
-                         reinit="finish_previous")
+                         id=run_id, resume="allow" if run_id else None, reinit="finish_previous")
     except Exception as e:  # noqa: BLE001 - a tracking failure must not lose the results
         raise AscError(f"could not start the W&B aggregate run ({e}); results are safe in {exp_dir}") from None
     folds = results["folds"]

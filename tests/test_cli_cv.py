@@ -83,11 +83,20 @@ def test_wandb_offline_runs(tiny_cv):
 
 
 def test_rerun_skips_finished_folds(tiny_cv, tmp_path):
+    from wandb_offline import read_run
+
     exp, _ = tiny_cv
-    proc = asc("cv", "experiment.name=tiny", f"output_dir={exp.parent}", "logger.mode=disabled",
+    before = set((exp / "wandb").glob("offline-run-*"))
+    proc = asc("cv", "experiment.name=tiny", f"output_dir={exp.parent}", "logger.mode=offline",
                "cv.bag_of_frames=true", *TINY, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("already finished") == 2
+    # no fold trained again; the aggregate run is the same W&B run, updated, not a second line
+    added = [read_run(d)["run"] for d in set((exp / "wandb").glob("offline-run-*")) - before]
+    assert [r["job_type"] for r in added] == ["aggregate"]
+    assert added[0]["id"] == (exp / "aggregate_wandb_run_id").read_text().strip()
+    assert {read_run(d)["run"]["id"] for d in before if read_run(d)["run"]["job_type"] == "aggregate"} == {
+        added[0]["id"]}
 
 
 def test_changed_config_is_refused(tiny_cv, tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 import re
 from pathlib import Path
@@ -128,34 +129,48 @@ def pin_parameters(sweep: dict, extra: list[str]) -> tuple[dict, list[str]]:
 
 def run_local(path: str | Path, count: int | None = None, extra: list[str] | None = None) -> list[dict]:
     from asc.config import load_config
-    from asc.experiment import experiment_dir, run_cv, write_json_atomic
+    from asc.experiment import run_cv, write_json_atomic
 
-    sweep, extra = pin_parameters(load_sweep(path), list(extra or []))
+    full = load_sweep(path)
+    sweep, extra = pin_parameters(full, list(extra or []))
     config_file, base = base_arguments(sweep)
+    output_dir = Path(load_config(config_file, base + extra).output_dir)
     assignments = expand(sweep, count)
     metric, goal = sweep["metric"]["name"], sweep["metric"].get("goal", "maximize")
     rows = []
     for n, assignment in enumerate(assignments, 1):
         name = run_name(sweep["name"], assignment)
-        overrides = base + [f"{k}={v}" for k, v in assignment.items()] + extra + [
-            f"experiment.name={name}"]
-        cfg = load_config(config_file, overrides)
+        cfg = load_config(config_file, base + [f"{k}={v}" for k, v in assignment.items()] + extra
+                          + [f"experiment.name={name}"])
         print(f"\n=== sweep {sweep['name']}: run {n}/{len(assignments)}: "
               f"{', '.join(f'{k}={v}' for k, v in assignment.items())}")
-        results = run_cv(cfg)
-        mean, std, folds = metric_value(results, metric)
-        f1 = [f.get("test/macro_f1", float("nan")) for f in results["folds"]]
-        rows.append({**assignment, metric: mean, f"{metric} std": std, "macro_f1": float(np.mean(f1)),
-                     "macro_f1 std": float(np.std(f1)), "folds": len(folds), "fold_values": folds,
-                     "fold_macro_f1": f1, "experiment": str(experiment_dir(cfg))})
+        rows.append(table_row(assignment, run_cv(cfg), metric, output_dir / name))
+    if sweep["parameters"] != full["parameters"] and full.get("method", "grid") == "grid":
+        # a pinned part of the sweep: the table still lists every finished run of the whole grid
+        ran = {r["experiment"] for r in rows}
+        for assignment in expand(full):
+            exp_dir = output_dir / run_name(full["name"], assignment)
+            if str(exp_dir) not in ran and (exp_dir / "results.json").is_file():
+                results = json.loads((exp_dir / "results.json").read_text())
+                if results.get("complete"):
+                    rows.append(table_row(assignment, results, metric, exp_dir))
     rows.sort(key=lambda r: r[metric], reverse=goal == "maximize")
-    out_dir = Path(load_config(config_file, base + extra).output_dir) / sweep["name"]
+    out_dir = output_dir / sweep["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
     params = list(sweep["parameters"])
     pooled = pool_seeds(rows, params, metric)
     write_tables(rows, params, metric, out_dir, pooled)
-    write_json_atomic(out_dir / "sweep.json", {"sweep": sweep, "rows": rows, "over_seeds": pooled})
+    write_json_atomic(out_dir / "sweep.json", {"sweep": full, "rows": rows, "over_seeds": pooled})
     return rows
+
+
+def table_row(assignment: dict, results: dict, metric: str, exp_dir: Path) -> dict:
+    """One experiment's line in the sweep table, from its results.json content."""
+    mean, std, folds = metric_value(results, metric)
+    f1 = [f.get("test/macro_f1", float("nan")) for f in results["folds"]]
+    return {**assignment, metric: mean, f"{metric} std": std, "macro_f1": float(np.mean(f1)),
+            "macro_f1 std": float(np.std(f1)), "folds": len(folds), "fold_values": folds,
+            "fold_macro_f1": f1, "experiment": str(exp_dir)}
 
 
 def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:

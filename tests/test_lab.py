@@ -112,6 +112,15 @@ command: ["${env}", asc, cv, logger.mode=disabled, "${args_no_hyphens}"]
         assert res["config"]["model"]["variant"] == r["model.variant"]
         assert res["config"]["augment"]["mix"] == r["augment.mix"]
 
+    # a pinned part of the sweep runs (here: skips) only its runs; the table keeps the whole grid
+    proc = asc("sweep", str(sweep), "--local", "model.variant=mean", f"output_dir={tmp_path}/runs", *TINY,
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("=== sweep grid: run") == 2 and proc.stdout.count("already finished") == 4
+    again = list(csv.DictReader(open(tmp_path / "runs" / "grid" / "sweep.csv")))
+    assert sorted((r["model.variant"], r["augment.mix"], r["mean/test/acc mean"]) for r in again) == sorted(
+        (r["model.variant"], r["augment.mix"], r["mean/test/acc mean"]) for r in rows)  # ties may swap places
+
 
 def test_seeds_are_pooled_per_configuration(tmp_path):
     from asc.sweep import pool_seeds, write_tables

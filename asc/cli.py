@@ -64,11 +64,12 @@ def cmd_baseline(args) -> int:
     from asc.baselines import bag_of_frames_fold, clip_mean_features
     from asc.config import load_config
     from asc.data import load_clipset
+    from asc.experiment import selected_folds
 
     cfg = load_config(args.config, args.overrides)
     clips = load_clipset(cfg.data)
+    folds = selected_folds(cfg, clips)
     feats = clip_mean_features(clips, cfg.features)
-    folds = list(cfg.cv.folds) if cfg.cv.folds is not None else sorted(clips.folds)
     accs = []
     for k in folds:
         accs.append(bag_of_frames_fold(feats, clips, k))

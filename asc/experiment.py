@@ -193,6 +193,16 @@ def format_table(rows: list[dict], mean: dict, std: dict) -> str:
     return "\n".join(out)
 
 
+def selected_folds(cfg: DictConfig, clips) -> list[int]:
+    """The folds ``cv.folds`` names (default: all of the data set's), checked to exist."""
+    available = sorted(clips.folds)
+    folds = list(cfg.cv.folds) if cfg.cv.folds is not None else available
+    missing = [k for k in folds if k not in clips.folds]
+    if missing:
+        raise AscError(f"cv.folds={folds}: fold(s) {missing} do not exist in {clips.name}; available: {available}")
+    return folds
+
+
 def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
     """Run every fold in ``cv.folds`` (default: all), or just the first with
     ``only_first``; write and return results.json's content."""
@@ -203,11 +213,7 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
 
     is_zero = rank_zero_only.rank == 0
     clips = load_clipset(cfg.data)
-    available = sorted(clips.folds)
-    folds = list(cfg.cv.folds) if cfg.cv.folds is not None else available
-    missing = [k for k in folds if k not in clips.folds]
-    if missing:
-        raise AscError(f"cv.folds={folds}: fold(s) {missing} do not exist in {clips.name}; available: {available}")
+    folds = selected_folds(cfg, clips)
     if only_first:
         folds = folds[:1]
     exp_dir = prepare_experiment(cfg, is_zero)

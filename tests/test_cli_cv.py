@@ -108,6 +108,8 @@ def test_changed_config_is_refused(tiny_cv, tmp_path):
 def test_unknown_fold(tmp_path):
     proc = asc("train", f"output_dir={tmp_path}", "cv.folds=[9]", *TINY, cwd=tmp_path)
     assert proc.returncode == 2 and "fold(s) [9] do not exist" in proc.stderr
+    proc = asc("baseline", "cv.folds=[9]", *TINY, cwd=tmp_path)
+    assert proc.returncode == 2 and "fold(s) [9] do not exist" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_folder_of_recordings_end_to_end(tmp_path):

@@ -108,16 +108,13 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
 
     from asc.data.datamodule import SceneDataModule
     from asc.module import SceneClassifier
-    from asc.tracking import AtomicCheckpointIO, AttentionPictures, finish_fold_logging, new_run_id, wandb_logger
+    from asc.tracking import AtomicCheckpointIO, AttentionPictures, finish_fold_logging, stored_run_id, wandb_logger
 
     fold_dir = exp_dir / f"fold-{fold}"
-    id_file = fold_dir / "wandb_run_id"
     run_id = None
     if rank_zero_only.rank == 0:  # other DDP ranks log nothing to W&B
         fold_dir.mkdir(parents=True, exist_ok=True)
-        if not id_file.exists():  # stored before training, so a resumed fold continues this run
-            write_text_atomic(id_file, new_run_id())
-        run_id = id_file.read_text().strip()
+        run_id = stored_run_id(fold_dir / "wandb_run_id")  # stored before training: a resumed fold continues it
 
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     dm = SceneDataModule(clips, fold, cfg.data)

@@ -37,13 +37,18 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
-def new_run_id() -> str:
-    """A W&B-style run id (8 lowercase letters and digits)."""
+def stored_run_id(id_file: Path) -> str:
+    """The W&B run id kept in ``id_file``, made (8 lowercase letters and digits) and
+    written atomically the first time, so a re-run or resume continues the same run."""
     import secrets
     import string
 
-    alphabet = string.ascii_lowercase + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(8))
+    from asc.experiment import write_text_atomic
+
+    if not id_file.exists():
+        alphabet = string.ascii_lowercase + string.digits
+        write_text_atomic(id_file, "".join(secrets.choice(alphabet) for _ in range(8)))
+    return id_file.read_text().strip()
 
 
 SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
@@ -90,14 +95,8 @@ def aggregate_run(cfg, exp_dir: Path, results: dict, sweep_env: dict | None = No
     import wandb
 
     os.environ.update(sweep_env or {})
-    run_id = None
-    if not sweep_env:  # under an agent the sweep names the run; otherwise a re-run updates the same one
-        from asc.experiment import write_text_atomic
-
-        id_file = exp_dir / "aggregate_wandb_run_id"
-        if not id_file.exists():
-            write_text_atomic(id_file, new_run_id())
-        run_id = id_file.read_text().strip()
+    # under an agent the sweep names the run; otherwise a re-run updates the same one
+    run_id = None if sweep_env else stored_run_id(exp_dir / "aggregate_wandb_run_id")
     try:
         run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.experiment.name,
                          job_type="aggregate", name=f"{cfg.experiment.name}/aggregate", dir=str(exp_dir),

@@ -157,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="sweep file, e.g. experiments/sweeps/pooling_ablation.yaml")
     p.add_argument("--local", action="store_true", help="expand grid/random sweeps here, no W&B servers needed")
     p.add_argument("--count", type=int, help="number of runs (random: draws, default 10; grid: the first N)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every run; one naming a sweep parameter (seed=1) "
-                   "runs only that value's part of the sweep")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="overrides applied to every run; one naming a sweep parameter (seed=1) runs only that "
+                   "value's part of the sweep")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("predict", help="classify audio files or folders with a checkpoint")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by asc train/cv, or the W&B run id of a fold")

@@ -6,8 +6,8 @@ and the command passes them as ``key=value`` overrides (``${args_no_hyphens}``),
 ``wandb sweep FILE`` + ``wandb agent ID`` run it online.  ``--local`` expands ``grid``
 and ``random`` sweeps itself, runs each configuration as an ``asc cv`` experiment
 (finished ones are skipped on a re-run; ``key=value`` arguments naming a sweep parameter
-pin it, so disjoint parts of one sweep can run in parallel), and writes one comparison table ranked by the
-sweep metric (mean ± std over folds) as CSV and Markdown.  When ``seed`` is a parameter
+pin it, so disjoint parts of one sweep can run in parallel), and writes one comparison
+table ranked by the sweep metric (mean ± std over folds) as CSV and Markdown.  When ``seed`` is a parameter
 with several values, a second table pools each configuration's seeds: mean ± std over
 all (seed, fold) results, and the spread of the per-seed means.
 """
@@ -197,45 +197,49 @@ def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:
 
 def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path,
                  pooled: list[dict] | None = None) -> None:
-    with open(out_dir / "sweep.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["rank", *params, f"{metric} mean", f"{metric} std", "macro_f1 mean", "macro_f1 std", "folds",
-                    "experiment"])
-        for i, r in enumerate(rows, 1):
-            w.writerow([i, *(r[p] for p in params), f"{r[metric]:.4f}", f"{r[metric + ' std']:.4f}",
-                        f"{r['macro_f1']:.4f}", f"{r['macro_f1 std']:.4f}", r["folds"], r["experiment"]])
-    head = ["rank", *params, f"{metric} (%)", "macro-F1 (%)", "folds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, r in enumerate(rows, 1):
-        lines.append("| " + " | ".join([str(i), *(str(r[p]) for p in params),
-                                         f"{100 * r[metric]:.2f} ± {100 * r[metric + ' std']:.2f}",
-                                         f"{100 * r['macro_f1']:.2f} ± {100 * r['macro_f1 std']:.2f}",
-                                         str(r["folds"])]) + " |")
+    """sweep.csv and sweep.md (every run, ranked), and with ``pooled`` (from
+    :func:`pool_seeds`) sweep_over_seeds.csv and a second table in sweep.md."""
+    stats = (metric, f"{metric} std", "macro_f1", "macro_f1 std")
+    _write_csv(out_dir / "sweep.csv",
+               ["rank", *params, f"{metric} mean", f"{metric} std", "macro_f1 mean", "macro_f1 std", "folds",
+                "experiment"],
+               [[i, *(r[p] for p in params), *(f"{r[k]:.4f}" for k in stats), r["folds"], r["experiment"]]
+                for i, r in enumerate(rows, 1)])
+    lines = _markdown(["rank", *params, f"{metric} (%)", "macro-F1 (%)", "folds"],
+                      [[i, *(r[p] for p in params), _percent(r, metric), _percent(r, "macro_f1"), r["folds"]]
+                       for i, r in enumerate(rows, 1)])
     if pooled:
-        lines += pooled_table(pooled, [p for p in params if p != "seed"], metric)
-        with open(out_dir / "sweep_over_seeds.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["rank", *(p for p in params if p != "seed"), "seeds", f"{metric} mean", f"{metric} std",
-                        f"{metric} seed std", "macro_f1 mean", "macro_f1 std", "results"])
-            for i, r in enumerate(pooled, 1):
-                w.writerow([i, *(r[p] for p in params if p != "seed"), " ".join(map(str, r["seeds"])),
-                            *(f"{r[k]:.4f}" for k in (metric, f"{metric} std", f"{metric} seed std",
-                                                      "macro_f1", "macro_f1 std")), r["results"]])
+        others = [p for p in params if p != "seed"]
+        _write_csv(out_dir / "sweep_over_seeds.csv",
+                   ["rank", *others, "seeds", f"{metric} mean", f"{metric} std", f"{metric} seed std",
+                    "macro_f1 mean", "macro_f1 std", "results"],
+                   [[i, *(r[p] for p in others), " ".join(map(str, r["seeds"])),
+                     *(f"{r[k]:.4f}" for k in (*stats[:2], f"{metric} seed std", *stats[2:])), r["results"]]
+                    for i, r in enumerate(pooled, 1)])
+        lines += ["", "Pooled over seeds: mean ± std over every (seed, fold) result; seed std = std of the "
+                  "per-seed means.", ""]
+        lines += _markdown(["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", "macro-F1 (%)", "results"],
+                           [[i, *(r[p] for p in others), ",".join(map(str, r["seeds"])), _percent(r, metric),
+                             f"{100 * r[metric + ' seed std']:.2f}", _percent(r, "macro_f1"), r["results"]]
+                            for i, r in enumerate(pooled, 1)])
     (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
     print(f"\nsweep table: {out_dir / 'sweep.md'} and {out_dir / 'sweep.csv'}"
           + (f" (pooled over seeds: {out_dir / 'sweep_over_seeds.csv'})" if pooled else ""))
 
 
-def pooled_table(pooled: list[dict], others: list[str], metric: str) -> list[str]:
-    head = ["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", "macro-F1 (%)", "results"]
-    lines = ["", f"Pooled over seeds: mean ± std over every (seed, fold) result; seed std = std of the "
-             f"per-seed means.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, r in enumerate(pooled, 1):
-        lines.append("| " + " | ".join([str(i), *(str(r[p]) for p in others), ",".join(map(str, r["seeds"])),
-                                         f"{100 * r[metric]:.2f} ± {100 * r[metric + ' std']:.2f}",
-                                         f"{100 * r[metric + ' seed std']:.2f}",
-                                         f"{100 * r['macro_f1']:.2f} ± {100 * r['macro_f1 std']:.2f}",
-                                         str(r["results"])]) + " |")
-    return lines
+def _percent(row: dict, key: str) -> str:
+    """``row[key]`` ± ``row[key + ' std']`` in percent."""
+    return f"{100 * row[key]:.2f} ± {100 * row[key + ' std']:.2f}"
 
+
+def _markdown(head: list[str], body: list[list]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(map(str, cells)) + " |" for cells in body)]
+
+
+def _write_csv(path: Path, head: list[str], body: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(head)
+        w.writerows(body)

@@ -222,7 +222,7 @@ def _parse_overrides(overrides: list[str]) -> DictConfig:
 
 def _friendly(e: OmegaConfBaseException, source: str) -> AscError:
     key = getattr(e, "full_key", None) or ""
-    msg = getattr(e, "msg", None) or str(e).splitlines()[0]
+    msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]  # OmegaConf appends full_key/object_type lines
     if "Key '" in msg and "not in" in msg:
         return AscError(f"unknown config key {key!r} in {source}; see asc/config.py for the valid keys")
     return AscError(f"bad value for {key!r} in {source}: {msg}")

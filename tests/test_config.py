@@ -28,8 +28,9 @@ def test_defaults_and_overrides(tmp_path):
     (["novalue"], "not of the form key=value"),
 ])
 def test_bad_config_is_one_clear_error(overrides, match):
-    with pytest.raises(AscError, match=match):
+    with pytest.raises(AscError, match=match) as err:
         load_config(overrides=overrides)
+    assert len(str(err.value).splitlines()) == 1, str(err.value)
 
 
 def test_bad_config_file(tmp_path):

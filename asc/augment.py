@@ -141,3 +141,51 @@ def mix_batch(wave: torch.Tensor, labels: torch.Tensor, n_classes: int, mode: st
 def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """KL(t || softmax(logits)), averaged over the batch."""
     return F.kl_div(F.log_softmax(logits.float(), dim=-1), targets, reduction="batchmean")
+
+
+# ---------------------------------------------------------------- augmentation stages
+# Each stage runs on the training device on one batch, only while fitting.  Waveform
+# stages come before the mix, spectrogram stages after standardisation (0 = band mean).
+
+def random_gain(wave: torch.Tensor, max_db: float) -> torch.Tensor:
+    """Each row scaled by a gain drawn uniformly in [-max_db, +max_db] dB."""
+    db = (torch.rand(len(wave), device=wave.device) * 2 - 1) * max_db
+    return wave * (10 ** (db / 20)).to(wave.dtype)[:, None]
+
+
+def roll_frames(spec: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Circular roll of each example's valid frames by a random offset (padding stays in
+    place), so an event can be anywhere in the clip: (B, F, T) -> (B, F, T)."""
+    b, _, t = spec.shape
+    n_valid = valid.sum(1) if valid is not None else torch.full((b,), t, device=spec.device)
+    shift = (torch.rand(b, device=spec.device) * n_valid).long()
+    pos = torch.arange(t, device=spec.device)[None, :]
+    src = torch.where(pos < n_valid[:, None], (pos - shift[:, None]) % n_valid[:, None].clamp_min(1), pos)
+    return spec.gather(2, src[:, None, :].expand_as(spec))
+
+
+def _stripe_mask(n: int, size: int, n_stripes: int, max_width: int, limit: torch.Tensor, device) -> torch.Tensor:
+    """(n, size) bool: ``n_stripes`` stripes per row of width U{0..max_width}, starting
+    uniformly in [0, limit_row - width]."""
+    pos = torch.arange(size, device=device)[None, :]
+    out = torch.zeros(n, size, dtype=torch.bool, device=device)
+    for _ in range(n_stripes):
+        width = (torch.rand(n, device=device) * (max_width + 1)).long()
+        start = (torch.rand(n, device=device) * (limit - width + 1).clamp_min(1)).long()
+        out |= (pos >= start[:, None]) & (pos < (start + width)[:, None])
+    return out
+
+
+def spec_mask(spec: torch.Tensor, valid: torch.Tensor | None, freq_masks: int, freq_width: int,
+              time_masks: int, time_width: int) -> torch.Tensor:
+    """SpecAugment-style masking (Park et al. 2019) of a standardised (B, F, T) batch:
+    bands and frames set to 0, the band mean; time stripes fall inside the valid frames."""
+    b, f, t = spec.shape
+    dev = spec.device
+    keep = torch.ones(b, f, t, dtype=torch.bool, device=dev)
+    if freq_masks:
+        keep &= ~_stripe_mask(b, f, freq_masks, freq_width, torch.full((b,), f, device=dev), dev)[:, :, None]
+    if time_masks:
+        n_valid = valid.sum(1) if valid is not None else torch.full((b,), t, device=dev)
+        keep &= ~_stripe_mask(b, t, time_masks, time_width, n_valid, dev)[:, None, :]
+    return spec * keep.to(spec.dtype)

@@ -45,7 +45,10 @@ class DataConfig:
     name: str = "synthetic"  # synthetic | litis | dcase | esc50 | folder
     root: Optional[str] = None  # data set folder (file-based data sets only)
     sample_rate: int = 16000  # Hz; audio is resampled to this on load
-    segment_seconds: float = 2.0  # network input length; training crops, eval windows
+    # Network input: training crops and evaluation windows of at most this length; a shorter
+    # clip is fed at its own length (padding is masked out).  null: every clip whole (bag
+    # training, for labels carried by a few short events).
+    segment_seconds: Optional[float] = 2.0
     eval_hop_seconds: Optional[float] = None  # hop between eval windows; None: segment/2
     batch_size: int = 32  # segments per training step, clips per eval step, per device
     eval_batch_size: Optional[int] = None  # clips per eval step; None: batch_size
@@ -88,9 +91,19 @@ class ModelConfig:
 
 @dataclass
 class AugmentConfig:
+    """Training-time augmentation, on the training device, in this order: random gain
+    (waveform), mix (waveform; bc_spec mixes spectrograms), then on the standardised
+    spectrogram circular roll and time/frequency masking."""
+
     mix: str = "bc"  # none | bc | bc_spec | mixup
     gain: str = "a_weighting"  # a_weighting | rms   (bc only)
     mixup_alpha: float = 0.4  # Beta(alpha, alpha)  (mixup only)
+    gain_db: float = 0.0  # random gain per example, uniform in ±gain_db dB (0: off)
+    roll: bool = False  # circular roll of each example's valid frames by a random offset
+    freq_masks: int = 0  # SpecAugment frequency stripes per example (set to the band mean)
+    freq_mask_bins: int = 8  # widest frequency stripe, in bands
+    time_masks: int = 0  # SpecAugment time stripes per example
+    time_mask_seconds: float = 0.2  # widest time stripe, in seconds
 
 
 @dataclass
@@ -119,7 +132,9 @@ class EvalConfig:
 @dataclass
 class CVConfig:
     folds: Optional[List[int]] = None  # None: every fold of the data set
-    bag_of_frames: bool = False  # also score the bag-of-frames baseline per fold
+    # Also score the bag-of-frames baseline per fold (logistic regression, C = 1, on the
+    # clip-mean standardised log spectrum; its definition is frozen, asc/baselines.py).
+    bag_of_frames: bool = True
 
 
 @dataclass
@@ -158,7 +173,7 @@ CHOICES = {
 }
 
 POSITIVE = (
-    "data.sample_rate", "data.segment_seconds", "data.batch_size", "features.n_bins",
+    "data.sample_rate", "data.batch_size", "augment.freq_mask_bins", "augment.time_mask_seconds", "features.n_bins",
     "features.win_ms", "features.hop_ms", "model.rnn_hidden", "model.rnn_layers",
     "model.attention_dim", "optim.lr", "data.synthetic.clips_per_class",
 )
@@ -184,6 +199,16 @@ def validate(cfg: DictConfig) -> DictConfig:
         value = OmegaConf.select(cfg, key)
         if value is None or value <= 0:
             raise AscError(f"{key}={value!r} must be a positive number")
+    if cfg.data.segment_seconds is not None and cfg.data.segment_seconds <= 0:
+        raise AscError(f"data.segment_seconds={cfg.data.segment_seconds} must be positive, or null for whole clips")
+    if cfg.data.segment_seconds is None and cfg.model.spatial_attention == "track" and cfg.model.name == "crnn" \
+            and cfg.model.pooling in ("stap", "spatial"):
+        raise AscError("model.spatial_attention=track needs a fixed number of frames, but data.segment_seconds=null "
+                       "feeds clips of different lengths; use model.spatial_attention=summary or set "
+                       "data.segment_seconds")
+    for key in ("augment.gain_db", "augment.freq_masks", "augment.time_masks"):
+        if OmegaConf.select(cfg, key) < 0:
+            raise AscError(f"{key}={OmegaConf.select(cfg, key)} must be >= 0 (0: off)")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise AscError(f"data.val_fraction={cfg.data.val_fraction} must be in [0, 1)")
     if not 0.0 <= cfg.model.dropout < 1.0:

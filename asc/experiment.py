@@ -23,6 +23,7 @@ from asc.data.base import ClipSet
 from asc.errors import AscError
 
 METRICS = ("test/acc", "test/macro_f1")
+VAL_METRICS = ("val/acc", "val/macro_f1", "val/loss")  # at the chosen checkpoint
 # keys that may change between a run and its resumption without changing its results
 RESUMABLE_KEYS = ("cv", "logger", "data.num_workers", "data.root", "data.cache_dir", "trainer.devices",
                   "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "trainer.enable_progress_bar")
@@ -99,7 +100,8 @@ def attention_clip_ids(clips: ClipSet, indices: np.ndarray, per_class: int) -> l
 
 
 def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict | None:
-    """Train, select by val/acc and test one fold.  Returns the fold's result row (None on
+    """Train, select the checkpoint on validation (val/acc, ties broken by val/loss) and
+    test it on one fold.  Returns the fold's result row (None on
     ranks other than 0)."""
     import lightning as L
     from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -126,10 +128,11 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
         loggers.append(wb)
     has_val = len(dm.val_idx) > 0
     ckpt_dir = str(fold_dir / "checkpoints")
-    # last.ckpt every epoch, for resuming; best.ckpt by val/acc, for testing (last without a val split)
+    # last.ckpt every epoch, for resuming; best.ckpt by val/acc with ties broken by val/loss
+    # (val/select), for testing (last without a val split)
     last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                                 every_n_epochs=1, enable_version_counter=False)
-    best_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
+    best_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/select", mode="max", save_top_k=1,
                                 enable_version_counter=False) if has_val else None
     pictures = AttentionPictures(clips, attention_clip_ids(clips, dm.test_idx, cfg.logger.attention_clips_per_class),
                                  fold_dir / "attention", cfg.logger.attention_every_n_epochs)
@@ -144,16 +147,20 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     started = time.time()
     trainer.fit(module, dm, ckpt_path=str(last) if resumed_from is not None else None, weights_only=True)
     best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else str(last)
+    val_metrics = trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0] if has_val else {}
     metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
     if not trainer.is_global_zero:
         return None
+    write_test_predictions(fold_dir / "test_predictions.csv", module.test_rows, clips)
     cm = module.test_confusion_matrix
     per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
     row = {
         "fold": fold,
         **{k: float(metrics[k]) for k in METRICS},
+        **{k: float(val_metrics[k]) for k in VAL_METRICS if k in val_metrics},
         **dm.sizes,
         "epochs": int(trainer.current_epoch),
+        "best_epoch": None if best_ckpt is None else 1 + checkpoint_epoch(Path(best)),  # 1-based
         "resumed_from_epoch": resumed_from,
         "seconds": round(time.time() - started, 1),
         "best_checkpoint": str(Path(best).resolve()),
@@ -166,8 +173,23 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     return row
 
 
+def write_test_predictions(path: Path, rows: list, clips: ClipSet) -> None:
+    """One line per test clip: clip, true class, predicted class, class probabilities
+    (for paired tests between runs and error analysis)."""
+    import csv
+    import io
+
+    names = clips.class_names
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(["clip", "true", "predicted"] + [f"p_{c}" for c in names])
+    for i, y, p in rows:
+        out.writerow([clips.items[i], names[y], names[int(np.argmax(p))]] + [f"{v:.5f}" for v in p])
+    write_text_atomic(path, buf.getvalue())
+
+
 def aggregate(rows: list[dict]) -> tuple[dict, dict]:
-    keys = [k for k in rows[0] if k.startswith(("test/", "bof/"))]
+    keys = [k for k in rows[0] if k.startswith(("test/", "bof/", "val/")) and all(k in r for r in rows)]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     std = {k: float(np.std([r[k] for r in rows])) for k in keys}
     return mean, std

@@ -38,7 +38,8 @@ class SegmentClassifier(nn.Module):
 
 def _example(model, with_frontend: bool, batch: int = 2) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
-    wave = 0.1 * torch.randn(batch, model.segment, generator=gen)
+    n = model.segment or 10 * model.sample_rate  # whole-clip models: a 10 s example
+    wave = 0.1 * torch.randn(batch, n, generator=gen)
     return wave if with_frontend else model.features(wave)
 
 

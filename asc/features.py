@@ -31,6 +31,16 @@ def n_frames(n_samples: int, hop: int) -> int:
     return n_samples // hop + 1
 
 
+def frame_mask(lengths: torch.Tensor | None, hop: int, n_total: int) -> torch.Tensor | None:
+    """(B, n_total) bool: True for the frames of each clip's first ``lengths`` samples
+    (frame t is centred on sample t * hop), False for padding; None when ``lengths`` is
+    None (every frame valid).  Every clip keeps at least one frame."""
+    if lengths is None:
+        return None
+    n_valid = (lengths // hop + 1).clamp(1, n_total)
+    return torch.arange(n_total, device=lengths.device)[None, :] < n_valid[:, None]
+
+
 class LogSpectrogram(nn.Module):
     """Waveform (B, N) -> log time-frequency image (B, n_bins, T).
 
@@ -60,7 +70,7 @@ class LogSpectrogram(nn.Module):
 
         self.name, self.sample_rate, self.n_bins, self.log_eps = name, sample_rate, n_bins, log_eps
         win, hop = frame_params(sample_rate, win_ms, hop_ms)
-        self.hop = hop
+        self.win, self.hop = win, hop
         fmax = float(fmax or sample_rate / 2)
         if not 0 <= fmin < fmax <= sample_rate / 2:
             raise ValueError(f"need 0 <= fmin ({fmin}) < fmax ({fmax}) <= sample_rate/2 ({sample_rate / 2})")
@@ -86,6 +96,8 @@ class LogSpectrogram(nn.Module):
         self.square = name in ("stft", "cqt")
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.shape[-1] < self.win:  # centred framing reflects win/2 samples: needs a longer input
+            wave = torch.nn.functional.pad(wave, (0, self.win - wave.shape[-1]))
         with float32_region(wave.device):
             spec = self.layer(wave.float())
             if self.square:
@@ -108,9 +120,12 @@ class BandStandardizer(nn.Module):
         self._acc: list[torch.Tensor] | None = None
 
     @torch.no_grad()
-    def update(self, logspec: torch.Tensor) -> None:
-        """Accumulate statistics from a (B, F, T) batch (float64 sums)."""
+    def update(self, logspec: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        """Accumulate statistics from a (B, F, T) batch (float64 sums), over the frames
+        ``valid`` (B, T) marks (padding never enters the statistics)."""
         x = logspec.double().transpose(0, 1).reshape(logspec.shape[1], -1)
+        if valid is not None:
+            x = x[:, valid.reshape(-1)]
         part = [x.sum(1), (x * x).sum(1), torch.tensor(float(x.shape[1]), dtype=torch.float64, device=x.device)]
         self._acc = part if self._acc is None else [a + b for a, b in zip(self._acc, part)]
 

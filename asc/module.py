@@ -1,9 +1,10 @@
 """The LightningModule: front-end, BC mixing, network, loss and metrics.
 
-Batches arrive as waveforms.  ``on_after_batch_transfer`` runs on the training device:
-BC mix (training only), log spectrogram in float32, per-band standardisation.  The
-front-end and its statistics are part of the module, so a checkpoint alone is enough to
-classify new audio.
+Batches arrive as waveforms with ``length``, the valid samples of each row.
+``on_after_batch_transfer`` runs on the training device: random gain and BC mix
+(training only), log spectrogram in float32, per-band standardisation, the frame mask of
+the padding, then the spectrogram augmentations (training only).  The front-end and its
+statistics are part of the module, so a checkpoint alone is enough to classify new audio.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from asc.augment import bc_mix_spectrogram, mix_batch, soft_target_kl
-from asc.data.datamodule import segment_starts
-from asc.features import BandStandardizer, LogSpectrogram, frame_params, n_frames
+from asc.augment import bc_mix_spectrogram, mix_batch, random_gain, roll_frames, soft_target_kl, spec_mask
+from asc.data.datamodule import segment_samples, segment_starts
+from asc.features import BandStandardizer, LogSpectrogram, frame_mask, frame_params, n_frames
 from asc.models import build_model
 
 
@@ -63,12 +64,13 @@ class SceneClassifier(L.LightningModule):
         self.class_names = list(class_names)
         d, f = self.cfg.data, self.cfg.features
         self.sample_rate = int(d.sample_rate)
-        self.segment = int(round(d.segment_seconds * self.sample_rate))
+        self.segment = segment_samples(d, self.sample_rate)  # None: whole clips
         _, hop = frame_params(self.sample_rate, f.win_ms, f.hop_ms)
         self.frontend = LogSpectrogram(f.name, self.sample_rate, f.n_bins, f.win_ms, f.hop_ms, f.fmin, f.fmax,
                                        f.log_eps)
         self.norm = BandStandardizer(f.n_bins)
-        self.model = build_model(self.cfg.model, len(class_names), f.n_bins, n_frames(self.segment, hop))
+        self.model = build_model(self.cfg.model, len(class_names), f.n_bins,
+                                 n_frames(self.segment, hop) if self.segment else None)
         n = len(class_names)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_metrics", MetricCollection({
@@ -76,17 +78,27 @@ class SceneClassifier(L.LightningModule):
                 "macro_f1": MulticlassF1Score(n, average="macro"),
             }, prefix=f"{stage}/"))
         self.test_confusion = MulticlassConfusionMatrix(n)
+        self.val_loss_mean = MeanMetric()
+        self.test_rows: list[tuple[int, int, np.ndarray]] = []  # (clip id, true label, probabilities)
 
     # ---------------------------------------------------------------- features
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         """Standardised log spectrogram (B, F, T) of waveforms (B, N), in float32."""
         return self.norm(self.frontend(wave))
 
+    def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
+        """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
+        if lengths is None:
+            return None
+        valid = frame_mask(lengths, self.frontend.hop, n_total)
+        return None if bool(valid.all()) else valid
+
     @torch.no_grad()
     def fit_normalizer(self, loader) -> None:
-        """Per-band mean/std from the training clips (never the test split)."""
+        """Per-band mean/std from the training clips (never the test split), padding excluded."""
         for batch in loader:
-            self.norm.update(self.frontend(batch["wave"].to(self.device)))
+            spec = self.frontend(batch["wave"].to(self.device))
+            self.norm.update(spec, self.valid_frames(batch["length"].to(self.device), spec.shape[-1]))
         self.norm.finalize()
 
     def on_fit_start(self) -> None:
@@ -98,28 +110,41 @@ class SceneClassifier(L.LightningModule):
         return self.prepare_batch(batch, training=self.trainer.training)
 
     def prepare_batch(self, batch: dict, training: bool) -> dict:
-        """On the batch's device: BC mix (training only), features; adds ``spec`` (and
-        ``target``, the soft targets, when training)."""
+        """On the batch's device: gain and BC mix (training only), features, frame mask,
+        spectrogram augmentation (training only); adds ``spec``, ``valid`` (the frame
+        mask, None without padding) and, when training, ``target`` (the soft targets)."""
         wave = batch["wave"]
+        lengths = batch.get("length")
+        if lengths is None:
+            lengths = torch.full((len(wave),), wave.shape[-1], device=wave.device)
+        a = self.cfg.augment
         if training:
-            a = self.cfg.augment
+            if a.gain_db > 0:
+                wave = random_gain(wave, a.gain_db)
             wave, targets, partners, r = mix_batch(wave, batch["label"], len(self.class_names), a.mix,
                                                    self.sample_rate, a.gain, a.mixup_alpha)
-            spec = self.features(wave)
+            if partners is not None:  # a mix holds sound wherever either partner does
+                lengths = torch.maximum(lengths, lengths[partners])
+            batch["target"] = targets
+        spec = self.features(wave)
+        valid = self.valid_frames(lengths, spec.shape[-1])
+        if training:
             if a.mix == "bc_spec":
                 spec = bc_mix_spectrogram(spec, spec[partners], r)
-            batch["target"] = targets
-        else:
-            spec = self.features(wave)
-        batch["spec"] = spec
+            if a.roll:
+                spec = roll_frames(spec, valid)
+            if a.freq_masks or a.time_masks:
+                time_width = max(1, round(a.time_mask_seconds * self.sample_rate / self.frontend.hop))
+                spec = spec_mask(spec, valid, a.freq_masks, a.freq_mask_bins, a.time_masks, time_width)
+        batch["spec"], batch["valid"] = spec, valid
         return batch
 
     # ---------------------------------------------------------------- steps
-    def forward(self, spec: torch.Tensor):
-        return self.model(spec)
+    def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
+        return self.model(spec, valid)
 
     def training_step(self, batch, batch_idx):
-        logits, _ = self(batch["spec"])
+        logits, _ = self(batch["spec"], batch["valid"])
         loss = soft_target_kl(logits, batch["target"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits),
                  sync_dist=True)
@@ -127,7 +152,7 @@ class SceneClassifier(L.LightningModule):
         return loss
 
     def _eval_step(self, batch, stage: str):
-        logits, _ = self(batch["spec"])
+        logits, _ = self(batch["spec"], batch["valid"])
         probs = aggregate_segments(logits, batch["clip"], len(batch["label"]), self.cfg.eval.aggregate)
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-8)), batch["label"])
         metrics = getattr(self, f"{stage}_metrics")
@@ -137,16 +162,36 @@ class SceneClassifier(L.LightningModule):
         return probs
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
+        probs = self._eval_step(batch, "val")
+        self.val_loss_mean.update(F.nll_loss(torch.log(probs.clamp_min(1e-8)), batch["label"]), len(probs))
+
+    def on_validation_epoch_end(self) -> None:
+        # Checkpoint selection: val/acc, ties broken by the lower val/loss.  The loss term is
+        # below 1e-6 * 18.5 (the loss of a clip is at most -log(1e-8)), less than one clip of
+        # accuracy for any validation set under 50 000 clips, so it only breaks ties.
+        acc = self.val_metrics["acc"].compute()
+        loss = self.val_loss_mean.compute()
+        self.val_loss_mean.reset()
+        self.log("val/select", acc - 1e-6 * loss)
 
     def test_step(self, batch, batch_idx):
         probs = self._eval_step(batch, "test")
         self.test_confusion.update(probs, batch["label"])
+        for i, y, p in zip(batch["index"].tolist(), batch["label"].tolist(), probs.float().cpu().numpy()):
+            self.test_rows.append((i, y, p))
+
+    def on_test_epoch_start(self) -> None:
+        self.test_rows = []
 
     def on_test_epoch_end(self) -> None:
         cm = self.test_confusion.compute()  # synced across processes
         self.test_confusion_matrix = cm.cpu().numpy()
         self.test_confusion.reset()
+        if self.trainer.world_size > 1:  # every rank scored a disjoint share of the clips
+            shares = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(shares, self.test_rows)
+            self.test_rows = [row for share in shares for row in share]
+        self.test_rows.sort(key=lambda row: row[0])
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self):
@@ -180,23 +225,24 @@ class SceneClassifier(L.LightningModule):
         was_training = self.training
         self.eval()
         wave = torch.as_tensor(np.asarray(wave, dtype=np.float32))
-        if len(wave) < self.segment:
-            wave = F.pad(wave, (0, self.segment - len(wave)))
-        hop = int(round((hop_seconds or self.cfg.data.eval_hop_seconds or self.cfg.data.segment_seconds / 2)
-                        * self.sample_rate))
+        size = len(wave) if self.segment is None else min(len(wave), self.segment)
+        hop_s = hop_seconds or self.cfg.data.eval_hop_seconds or (self.cfg.data.segment_seconds or 0) / 2
+        hop = max(1, int(round(hop_s * self.sample_rate)))
         starts = segment_starts(len(wave), self.segment, hop)
         frame_hop = self.frontend.hop
         n_clip_frames = n_frames(len(wave), frame_hop)
         logits_all, temporal, mask, weight, spatial = [], None, None, None, []
         for b in range(0, len(starts), max_segments_per_batch):
             chunk = starts[b:b + max_segments_per_batch]
-            segs = torch.stack([wave[s:s + self.segment] for s in chunk]).to(self.device)
-            logits, attn = self(self.features(segs))
+            segs = torch.stack([wave[s:s + size] for s in chunk]).to(self.device)
+            spec = self.features(segs)
+            logits, attn = self(spec, self.valid_frames(torch.full((len(segs),), size, device=self.device),
+                                                        spec.shape[-1]))
             logits_all.append(logits.float().cpu())
             if not attn:
                 continue
             a, m = attn["temporal"].float().cpu(), attn["mask"].float().cpu()
-            reduction = math.ceil(n_frames(self.segment, frame_hop) / a.shape[1])
+            reduction = math.ceil(n_frames(size, frame_hop) / a.shape[1])
             if temporal is None:
                 temporal = torch.zeros(n_clip_frames)
                 mask = torch.zeros(n_clip_frames, m.shape[2])

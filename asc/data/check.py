@@ -51,14 +51,16 @@ def check_dataset(data_cfg) -> tuple[str, int]:
     infos = [e.get("info") for e in index]
     good = [i for i in infos if i]
     secs = np.array([i["frames"] / i["sample_rate"] for i in good]) if good else np.zeros(1)
-    segment_short = int((secs < data_cfg.segment_seconds).sum()) if good else 0
+    seg_s = data_cfg.segment_seconds
+    segment_short = int((secs < seg_s).sum()) if good and seg_s is not None else 0
     problems = [(p, e["problem"]) for p, e in zip(listing.paths, index) if e["problem"]]
     lines = [f"data set: {listing.name} at {display_name(listing.root)} {' '.join(listing.notes)}".rstrip(),
              f"{len(listing.paths)} files, {len(listing.class_names)} classes, {len(listing.folds)} folds", "",
              _counts(listing.class_names, labels, folds), "",
              f"durations: min {secs.min():.2f} s, median {np.median(secs):.2f} s, max {secs.max():.2f} s, "
              f"total {secs.sum() / 3600:.2f} h",
-             f"shorter than a segment ({data_cfg.segment_seconds} s, zero-padded): {segment_short}",
+             (f"shorter than a segment ({seg_s} s, fed at their own length, padding masked): {segment_short}"
+              if seg_s is not None else "segments: whole clips (data.segment_seconds=null)"),
              "sample rates: " + ", ".join(f"{sr} Hz × {n}" for sr, n in sorted(Counter(i["sample_rate"] for i in good).items())),
              "channels: " + ", ".join(f"{c} × {n}" for c, n in sorted(Counter(i["channels"] for i in good).items())),
              "formats: " + ", ".join(f"{f} × {n}" for f, n in sorted(Counter(f"{i['format']}/{i['subtype']}" for i in good).items())),

@@ -5,6 +5,13 @@ evenly spaced segments that cover the whole clip, so that the LightningModule ca
 aggregate segment probabilities into a clip decision.  Spectrograms are *not* computed
 here: the LightningModule computes them (and the BC mix) on the training device in
 ``on_after_batch_transfer``.
+
+A clip shorter than a segment is never stretched with silence that counts as sound: it is
+zero-padded to the batch's shape and every batch carries ``length``, the valid samples of
+each row, from which the module builds a frame mask (padding stays out of pooling,
+attention, the recurrent layers and the band statistics).  ``segment=None`` feeds every
+clip whole (bag training, for labels that come from a few short events): batches are
+padded to their longest clip.
 """
 
 from __future__ import annotations
@@ -20,26 +27,20 @@ from torch.utils.data.distributed import DistributedSampler
 from asc.data.base import ClipSet, stratified_split
 
 
-def fit_length(wave: np.ndarray, n: int) -> np.ndarray:
-    """Zero-pad a clip shorter than ``n`` samples at the end."""
-    if len(wave) >= n:
-        return wave
-    return np.pad(wave, (0, n - len(wave)))
-
-
-def segment_starts(n_samples: int, segment: int, hop: int) -> np.ndarray:
+def segment_starts(n_samples: int, segment: int | None, hop: int) -> np.ndarray:
     """Start samples of evenly spaced segments covering a clip (first at 0, last ending at
-    the clip's end); one segment for clips no longer than a segment."""
-    if n_samples <= segment:
+    the clip's end); one segment for clips no longer than a segment (or ``segment=None``)."""
+    if segment is None or n_samples <= segment:
         return np.zeros(1, dtype=np.int64)
     n = math.ceil((n_samples - segment) / hop) + 1
     return np.round(np.linspace(0, n_samples - segment, n)).astype(np.int64)
 
 
 class RandomCrops(Dataset):
-    """One random ``segment``-sample crop of each clip per epoch."""
+    """One random crop of at most ``segment`` samples of each clip per epoch (the whole
+    clip when it is shorter, or when ``segment`` is None)."""
 
-    def __init__(self, clips: ClipSet, indices: np.ndarray, segment: int):
+    def __init__(self, clips: ClipSet, indices: np.ndarray, segment: int | None):
         self.clips, self.indices, self.segment = clips, indices, segment
 
     def __len__(self) -> int:
@@ -48,16 +49,17 @@ class RandomCrops(Dataset):
     def __getitem__(self, i: int):
         idx = int(self.indices[i])
         n = self.clips.audio.length(idx)
-        start = np.random.randint(0, max(n - self.segment, 0) + 1)  # seeded per worker by Lightning
-        wave = fit_length(self.clips.audio.get(idx, start, start + self.segment), self.segment)
+        size = n if self.segment is None else min(n, self.segment)
+        start = np.random.randint(0, n - size + 1)  # seeded per worker by Lightning
+        wave = self.clips.audio.get(idx, start, start + size)
         return {"wave": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
                 "label": int(self.clips.labels[idx])}
 
 
 class ClipSegments(Dataset):
-    """Each clip as a stack of evenly spaced segments (S, segment)."""
+    """Each clip as a stack of evenly spaced segments (S, L), L = min(clip, segment)."""
 
-    def __init__(self, clips: ClipSet, indices: np.ndarray, segment: int, hop: int):
+    def __init__(self, clips: ClipSet, indices: np.ndarray, segment: int | None, hop: int):
         self.clips, self.indices, self.segment, self.hop = clips, indices, segment, hop
 
     def __len__(self) -> int:
@@ -65,26 +67,52 @@ class ClipSegments(Dataset):
 
     def __getitem__(self, i: int):
         idx = int(self.indices[i])
-        wave = fit_length(self.clips.audio.get(idx), self.segment)
+        wave = self.clips.audio.get(idx)
+        size = len(wave) if self.segment is None else min(len(wave), self.segment)
         starts = segment_starts(len(wave), self.segment, self.hop)
-        segs = np.stack([wave[s:s + self.segment] for s in starts]).astype(np.float32, copy=False)
+        segs = np.stack([wave[s:s + size] for s in starts]).astype(np.float32, copy=False)
         return {"wave": torch.from_numpy(segs), "label": int(self.clips.labels[idx]), "index": idx}
 
 
-def collate_crops(items):
-    return {"wave": torch.stack([it["wave"] for it in items]),
-            "label": torch.tensor([it["label"] for it in items], dtype=torch.long)}
+def pad_batch(waves: list[torch.Tensor], min_length: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack waveforms of shape (..., N_i) zero-padded at the end to the longest (at least
+    ``min_length``); returns (batch, lengths of the rows)."""
+    n = max([w.shape[-1] for w in waves] + [min_length])
+    rows = [w.reshape(-1, w.shape[-1]) for w in waves]
+    out = torch.zeros(sum(len(r) for r in rows), n)
+    lengths = torch.empty(len(out), dtype=torch.long)
+    k = 0
+    for r in rows:
+        out[k:k + len(r), :r.shape[1]] = r
+        lengths[k:k + len(r)] = r.shape[1]
+        k += len(r)
+    return out, lengths
 
 
-def collate_segments(items):
-    """Concatenate the segments of several clips; ``clip`` maps each segment to its clip
-    position in the batch."""
-    return {
-        "wave": torch.cat([it["wave"] for it in items]),
-        "clip": torch.cat([torch.full((len(it["wave"]),), k, dtype=torch.long) for k, it in enumerate(items)]),
-        "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
-        "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
-    }
+class Collate:
+    """Batches of crops (``segments=False``) or of whole clips' segments.  Rows are padded
+    to ``min_length`` samples (the segment: fixed shapes) or to the batch's longest row,
+    with ``length`` the valid samples of each row.  Segment batches add ``clip`` (each
+    segment's clip position in the batch) and ``index`` (clip ids)."""
+
+    def __init__(self, segments: bool, min_length: int = 0):
+        self.segments, self.min_length = segments, min_length
+
+    def __call__(self, items):
+        wave, length = pad_batch([it["wave"] for it in items], self.min_length)
+        batch = {"wave": wave, "length": length, "label": torch.tensor([it["label"] for it in items])}
+        if self.segments:
+            batch["clip"] = torch.cat([torch.full((len(it["wave"]),), k, dtype=torch.long)
+                                       for k, it in enumerate(items)])
+            batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.long)
+        return batch
+
+
+def segment_samples(data_cfg, sample_rate: int) -> int | None:
+    """Segment length in samples (``data.segment_seconds``), None for whole clips."""
+    if data_cfg.segment_seconds is None:
+        return None
+    return int(round(data_cfg.segment_seconds * sample_rate))
 
 
 class EvenShards(DistributedSampler):
@@ -115,8 +143,8 @@ class SceneDataModule(L.LightningDataModule):
         super().__init__()
         self.clips, self.fold, self.cfg = clips, fold, data_cfg
         sr = clips.audio.sample_rate
-        self.segment = int(round(data_cfg.segment_seconds * sr))
-        hop_s = data_cfg.eval_hop_seconds or data_cfg.segment_seconds / 2
+        self.segment = segment_samples(data_cfg, sr)
+        hop_s = data_cfg.eval_hop_seconds or (data_cfg.segment_seconds or 0) / 2
         self.eval_hop = max(1, int(round(hop_s * sr)))
         train, self.test_idx = clips.folds[fold]
         self.train_idx, self.val_idx = stratified_split(train, clips.labels, data_cfg.val_fraction,
@@ -126,8 +154,9 @@ class SceneDataModule(L.LightningDataModule):
     def sizes(self) -> dict:
         return {"n_train": len(self.train_idx), "n_val": len(self.val_idx), "n_test": len(self.test_idx)}
 
-    def _loader(self, dataset, batch_size, shuffle=False, collate=collate_segments, drop_last=False, sampler=None):
+    def _loader(self, dataset, batch_size, shuffle=False, segments=True, drop_last=False, sampler=None):
         workers = self.cfg.num_workers
+        collate = Collate(segments, self.segment or 0)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, collate_fn=collate,
                           num_workers=workers, persistent_workers=workers > 0, drop_last=drop_last,
                           pin_memory=torch.cuda.is_available())
@@ -143,7 +172,7 @@ class SceneDataModule(L.LightningDataModule):
     def train_dataloader(self):
         ds = RandomCrops(self.clips, self.train_idx, self.segment)
         # BC learning needs pairs: never a last batch of one
-        return self._loader(ds, self.cfg.batch_size, shuffle=True, collate=collate_crops,
+        return self._loader(ds, self.cfg.batch_size, shuffle=True, segments=False,
                             drop_last=len(ds) > self.cfg.batch_size)
 
     def val_dataloader(self):
@@ -154,4 +183,4 @@ class SceneDataModule(L.LightningDataModule):
 
     def stats_dataloader(self):
         """Whole training clips in non-overlapping segments, for the normalisation statistics."""
-        return self._eval_loader(self.train_idx, hop=self.segment)
+        return self._eval_loader(self.train_idx, hop=self.segment or 1)

@@ -5,22 +5,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asc.models.crnn import ConvStack
+from asc.models.crnn import ConvStack, masked_input, pool_mask
 
 
 class CNN(nn.Module):
     """Conv stack -> mean over frequency -> mean + max over time -> dropout -> linear.
 
-    Returns ``(logits, attn)`` with an empty ``attn`` (the CNN has no attention).
+    Returns ``(logits, attn)`` with an empty ``attn`` (the CNN has no attention).  With a
+    frame mask ``valid`` (B, T) the time mean and max run over valid frames only.
     """
 
     def __init__(self, n_classes: int, n_bins: int, conv_channels=(16, 32, 64), freq_pool=(4, 4, 4),
                  time_pool=(2, 1, 1), dropout: float = 0.3, **_):
         super().__init__()
         self.conv = ConvStack(conv_channels, freq_pool, time_pool)
+        self.time_pool = tuple(time_pool)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * conv_channels[-1], n_classes))
 
-    def forward(self, spec: torch.Tensor):
-        h = self.conv(spec.unsqueeze(1)).mean(2)  # (B, C, T')
-        z = torch.cat([h.mean(-1), h.amax(-1)], dim=1)
+    def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
+        h = self.conv(masked_input(spec, valid).unsqueeze(1)).mean(2)  # (B, C, T')
+        valid = pool_mask(valid, self.time_pool)
+        if valid is None:
+            z = torch.cat([h.mean(-1), h.amax(-1)], dim=1)
+        else:
+            w = valid.unsqueeze(1).to(h.dtype)
+            mean = (h * w).sum(-1) / w.sum(-1).clamp_min(1)
+            z = torch.cat([mean, h.masked_fill(~valid.unsqueeze(1), float("-inf")).amax(-1)], dim=1)
         return self.head(z), {}

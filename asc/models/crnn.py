@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asc.models.pooling import build_pooling
 
@@ -37,12 +39,36 @@ class ConvStack(nn.Sequential):
         return n
 
 
+def pool_mask(valid: torch.Tensor | None, time_pool) -> torch.Tensor | None:
+    """Frame mask (B, T) -> (B, T') after the conv stack's time pooling: a pooled frame is
+    valid when any frame it covers is (ceil mode, like the max-pooling it follows)."""
+    if valid is None:
+        return None
+    v = valid.float().unsqueeze(1)
+    for p in time_pool:
+        if p > 1:
+            v = F.max_pool1d(v, p, ceil_mode=True)
+    return v.squeeze(1) > 0
+
+
+def masked_input(spec: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Padded frames of a standardised spectrogram set to 0 (the band mean), so that the
+    convolutions and BatchNorm see padding as an average frame, not as log(eps) silence."""
+    return spec if valid is None else spec * valid.unsqueeze(1).to(spec.dtype)
+
+
 class CRNN(nn.Module):
     """Conv stack -> BiGRU -> pooling -> dropout -> linear.
 
-    Input: standardised log spectrogram (B, F, T).  Output: ``(logits (B, C), attn)``
-    with ``attn`` the pooling's dict of ``temporal`` (B, T'), ``spatial`` (B, D) and
-    ``mask`` (B, T', D), T' the frame count after time pooling.
+    Input: standardised log spectrogram (B, F, T) and an optional frame mask ``valid``
+    (B, T) for batches of clips of different lengths padded to the longest.  Output:
+    ``(logits (B, C), attn)`` with ``attn`` the pooling's dict of ``temporal`` (B, T'),
+    ``spatial`` (B, D) and ``mask`` (B, T', D), T' the frame count after time pooling.
+
+    With a mask: padded frames enter the convolutions (and BatchNorm's batch statistics)
+    as zeros of the standardised spectrogram; the BiGRU runs on packed sequences, so it
+    sees only each clip's valid frames in both directions; pooling and attention ignore
+    padding (see :mod:`asc.models.pooling`).
     """
 
     def __init__(self, n_classes: int, n_bins: int, n_frames: int | None = None, conv_channels=(16, 32, 64),
@@ -53,18 +79,24 @@ class CRNN(nn.Module):
         self.conv = ConvStack(conv_channels, freq_pool, time_pool)
         f_out = ConvStack.out_size(n_bins, freq_pool)
         t_out = ConvStack.out_size(n_frames, time_pool) if n_frames else None
-        self.time_reduction = 1
-        for p in time_pool:
-            self.time_reduction *= p
+        self.time_pool = tuple(time_pool)
         self.rnn = nn.GRU(conv_channels[-1] * f_out, rnn_hidden, num_layers=rnn_layers, batch_first=True,
                           bidirectional=True, dropout=dropout if rnn_layers > 1 else 0.0)
         dim = 2 * rnn_hidden
         self.pool = build_pooling(pooling, dim, attention_dim, spatial_attention, t_out)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_classes))
 
-    def forward(self, spec: torch.Tensor):
-        h = self.conv(spec.unsqueeze(1))  # (B, C, F', T')
+    def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
+        h = self.conv(masked_input(spec, valid).unsqueeze(1))  # (B, C, F', T')
         h = h.flatten(1, 2).transpose(1, 2)  # (B, T', C*F')
-        o, _ = self.rnn(h)  # (B, T', D)
-        z, attn = self.pool(o)
+        valid = pool_mask(valid, self.time_pool)
+        if valid is None or bool(valid.all()):
+            o, _ = self.rnn(h)  # (B, T', D)
+            valid = None
+        else:
+            lengths = valid.sum(1).clamp_min(1).cpu()
+            packed = pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+            o, _ = self.rnn(packed)
+            o, _ = pad_packed_sequence(o, batch_first=True, total_length=h.shape[1])
+        z, attn = self.pool(o, valid)
         return self.head(z), attn

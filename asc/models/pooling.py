@@ -1,13 +1,38 @@
 """Pooling of a recurrent output O (B, T, D) into one vector per clip.
 
-All poolings return ``(z, attn)`` where ``attn`` holds ``temporal`` (B, T), ``spatial``
-(B, D) and ``mask`` (B, T, D) so that every variant can be logged and plotted the same way.
+All poolings take ``o`` (B, T, D) and an optional frame mask ``valid`` (B, T) bool (True
+for frames that hold sound, False for padding; None: every frame is valid) and return
+``(z, attn)`` where ``attn`` holds ``temporal`` (B, T), ``spatial`` (B, D) and ``mask``
+(B, T, D), so that every variant can be logged and plotted the same way.  Padded frames
+never enter a pooled vector: attention is a softmax over valid frames only (padding gets
+exactly 0), mean and max run over valid frames only.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def masked_softmax(scores: torch.Tensor, valid: torch.Tensor | None, dim: int = 1) -> torch.Tensor:
+    """Softmax over ``dim`` with invalid positions at exactly 0 (every row keeps at least
+    one valid position: callers guarantee one valid frame per clip)."""
+    if valid is not None:
+        scores = scores.masked_fill(~valid, float("-inf"))
+    return torch.softmax(scores, dim=dim)
+
+
+def uniform_weights(o: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """(B, T) weights 1/T_valid on valid frames and 0 on padding."""
+    if valid is None:
+        return o.new_full(o.shape[:2], 1.0 / o.shape[1])
+    w = valid.to(o.dtype)
+    return w / w.sum(1, keepdim=True).clamp_min(1)
+
+
+def masked_mean(o: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Time-mean (B, D) of o (B, T, D) over valid frames."""
+    return (uniform_weights(o, valid).unsqueeze(-1) * o).sum(1)
 
 
 class TemporalAttention(nn.Module):
@@ -18,8 +43,8 @@ class TemporalAttention(nn.Module):
         self.proj = nn.Linear(dim, hidden)
         self.score = nn.Linear(hidden, 1, bias=False)
 
-    def forward(self, o: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.score(torch.tanh(self.proj(o))).squeeze(-1), dim=1)
+    def forward(self, o: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return masked_softmax(self.score(torch.tanh(self.proj(o))).squeeze(-1), valid)
 
 
 class SpatialAttention(nn.Module):
@@ -44,12 +69,14 @@ class SpatialAttention(nn.Module):
         else:
             raise ValueError(f"unknown spatial attention variant {variant!r}")
 
-    def forward(self, o: torch.Tensor) -> torch.Tensor:
+    def forward(self, o: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         if self.variant == "summary":
-            scores = self.mlp(o.mean(1))
+            scores = self.mlp(masked_mean(o, valid))
         else:
             if o.shape[1] != self.n_frames:
                 raise ValueError(f"'track' spatial attention was built for T={self.n_frames}, got T={o.shape[1]}")
+            if valid is not None:  # padding enters the fixed-T projection as zeros
+                o = o * valid.unsqueeze(-1).to(o.dtype)
             scores = self.score(torch.tanh(self.proj(o.transpose(1, 2)))).squeeze(-1)
         return torch.softmax(scores, dim=-1)
 
@@ -84,10 +111,8 @@ class SpatioTemporalAttentionPooling(nn.Module):
         self.temporal = TemporalAttention(dim, hidden)
         self.spatial = SpatialAttention(dim, hidden, spatial, n_frames)
 
-    def forward(self, o: torch.Tensor):
-        a = self.temporal(o)
-        s = self.spatial(o)
-        return self.pool(o, a, s)
+    def forward(self, o: torch.Tensor, valid: torch.Tensor | None = None):
+        return self.pool(o, self.temporal(o, valid), self.spatial(o, valid))
 
     def pool(self, o: torch.Tensor, a: torch.Tensor, s: torch.Tensor):
         mask = _outer(a, s)
@@ -103,9 +128,9 @@ class TemporalAttentionPooling(SpatioTemporalAttentionPooling):
         self.dim = dim
         self.temporal = TemporalAttention(dim, hidden)
 
-    def forward(self, o: torch.Tensor):
+    def forward(self, o: torch.Tensor, valid: torch.Tensor | None = None):
         s = o.new_full((o.shape[0], o.shape[2]), 1.0 / o.shape[2])
-        return self.pool(o, self.temporal(o), s)
+        return self.pool(o, self.temporal(o, valid), s)
 
 
 class SpatialAttentionPooling(SpatioTemporalAttentionPooling):
@@ -116,29 +141,29 @@ class SpatialAttentionPooling(SpatioTemporalAttentionPooling):
         self.dim = dim
         self.spatial = SpatialAttention(dim, hidden, spatial, n_frames)
 
-    def forward(self, o: torch.Tensor):
-        a = o.new_full(o.shape[:2], 1.0 / o.shape[1])
-        return self.pool(o, a, self.spatial(o))
+    def forward(self, o: torch.Tensor, valid: torch.Tensor | None = None):
+        return self.pool(o, uniform_weights(o, valid), self.spatial(o, valid))
 
 
 class MeanPooling(nn.Module):
     """Average over time (both attention vectors uniform)."""
 
-    def forward(self, o: torch.Tensor):
-        b, t, d = o.shape
-        a, s = o.new_full((b, t), 1.0 / t), o.new_full((b, d), 1.0 / d)
-        return o.mean(1), {"temporal": a, "spatial": s, "mask": _outer(a, s)}
+    def forward(self, o: torch.Tensor, valid: torch.Tensor | None = None):
+        a, s = uniform_weights(o, valid), o.new_full((o.shape[0], o.shape[2]), 1.0 / o.shape[2])
+        return (a.unsqueeze(-1) * o).sum(1), {"temporal": a, "spatial": s, "mask": _outer(a, s)}
 
 
 class MaxPooling(nn.Module):
     """Maximum over time.  Its 'temporal attention' is the share of the D features that
     take their maximum at each frame, so where max pooling looks can be plotted too."""
 
-    def forward(self, o: torch.Tensor):
+    def forward(self, o: torch.Tensor, valid: torch.Tensor | None = None):
         b, t, d = o.shape
+        if valid is not None:
+            o = o.masked_fill(~valid.unsqueeze(-1), float("-inf"))
         z, idx = o.max(1)
-        a = torch.zeros(b, t, device=o.device, dtype=o.dtype).scatter_add_(1, idx, o.new_ones(b, d)) / d
-        s = o.new_full((b, d), 1.0 / d)
+        a = torch.zeros(b, t, device=o.device, dtype=z.dtype).scatter_add_(1, idx, z.new_ones(b, d)) / d
+        s = z.new_full((b, d), 1.0 / d)
         return z, {"temporal": a, "spatial": s, "mask": _outer(a, s)}
 
 

@@ -165,12 +165,12 @@ def roll_frames(spec: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
 
 
 def _stripe_mask(n: int, size: int, n_stripes: int, max_width: int, limit: torch.Tensor, device) -> torch.Tensor:
-    """(n, size) bool: ``n_stripes`` stripes per row of width U{0..max_width}, starting
-    uniformly in [0, limit_row - width]."""
+    """(n, size) bool: ``n_stripes`` stripes per row of width U{0..max_width} (at most
+    limit_row), lying inside [0, limit_row)."""
     pos = torch.arange(size, device=device)[None, :]
     out = torch.zeros(n, size, dtype=torch.bool, device=device)
     for _ in range(n_stripes):
-        width = (torch.rand(n, device=device) * (max_width + 1)).long()
+        width = torch.minimum((torch.rand(n, device=device) * (max_width + 1)).long(), limit.long())
         start = (torch.rand(n, device=device) * (limit - width + 1).clamp_min(1)).long()
         out |= (pos >= start[:, None]) & (pos < (start + width)[:, None])
     return out

@@ -1,4 +1,5 @@
-"""Command line: ``asc train | cv | sweep | predict | attention | export | bench | data check | synth | baseline``.
+"""Command line: ``asc train | cv | sweep | compare | predict | attention | export | bench | data check | synth |
+baseline``.
 
 Every command that runs an experiment takes ``[--config FILE] [key=value ...]``.  User
 mistakes (unknown keys, missing folders, bad files) print one ``error:`` line and exit 2.
@@ -138,6 +139,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    import json
+
+    from asc.stats import compare_runs, format_comparison
+
+    result = compare_runs(args.a, args.b, args.metric, args.level, True if args.corrected else None)
+    print(format_comparison(" + ".join(Path(p).name for p in args.a), " + ".join(Path(p).name for p in args.b), result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asc", description="Acoustic scene classification experiments "
                                      "(STAP-CRNN, BC learning, cross-validation, W&B).")
@@ -187,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer steps and clips, float32 only (smoke test)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile check")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("compare", help="paired difference of two experiments over (seed, fold), with a 90 %% "
+                       "interval (Nadeau-Bengio corrected for LITIS's overlapping splits)")
+    p.add_argument("--a", nargs="+", required=True, help="experiment folders of side A (one per seed), e.g. runs/stap-s*")
+    p.add_argument("--b", nargs="+", required=True, help="experiment folders of side B, same seeds and folds")
+    p.add_argument("--metric", default="test/acc", help="a per-fold key of results.json (default test/acc)")
+    p.add_argument("--level", type=float, default=0.90, help="interval coverage (default 0.90)")
+    p.add_argument("--corrected", action="store_true", help="force the Nadeau-Bengio correction (default: LITIS only)")
+    p.add_argument("--json", help="also write the result as JSON to this file")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("data", help="data set tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("check", help="scan a data set: clips per class and fold, durations, rates, "

@@ -87,6 +87,12 @@ class ModelConfig:
     rnn_layers: int = 1
     attention_dim: int = 64  # hidden size of the attention scorers
     dropout: float = 0.3
+    # Beyond the paper (crnn only): weight of an auxiliary loss on a second classifier fed
+    # by max pooling over time of the same recurrent output.  Max pooling routes gradient
+    # to the frames where each feature peaks, so the features learn to fire on short
+    # events, which attention pooling alone (it starts as a plain average) does not find
+    # in long clips.  0: off (the paper's network).  Training only; inference unchanged.
+    max_aux_weight: float = 0.0
 
 
 @dataclass
@@ -135,6 +141,9 @@ class CVConfig:
     # Also score the bag-of-frames baseline per fold (logistic regression, C = 1, on the
     # clip-mean standardised log spectrum; its definition is frozen, asc/baselines.py).
     bag_of_frames: bool = True
+    # false: train and select on validation only, never score the test folds (for tuning a
+    # recipe that is frozen before its test numbers are seen)
+    test: bool = True
 
 
 @dataclass
@@ -206,7 +215,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise AscError("model.spatial_attention=track needs a fixed number of frames, but data.segment_seconds=null "
                        "feeds clips of different lengths; use model.spatial_attention=summary or set "
                        "data.segment_seconds")
-    for key in ("augment.gain_db", "augment.freq_masks", "augment.time_masks"):
+    for key in ("augment.gain_db", "augment.freq_masks", "augment.time_masks", "model.max_aux_weight"):
         if OmegaConf.select(cfg, key) < 0:
             raise AscError(f"{key}={OmegaConf.select(cfg, key)} must be >= 0 (0: off)")
     if not 0.0 <= cfg.data.val_fraction < 1.0:

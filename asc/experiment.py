@@ -148,15 +148,12 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     trainer.fit(module, dm, ckpt_path=str(last) if resumed_from is not None else None, weights_only=True)
     best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else str(last)
     val_metrics = trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0] if has_val else {}
-    metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+    metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0] if cfg.cv.test else {}
     if not trainer.is_global_zero:
         return None
-    write_test_predictions(fold_dir / "test_predictions.csv", module.test_rows, clips)
-    cm = module.test_confusion_matrix
-    per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
     row = {
         "fold": fold,
-        **{k: float(metrics[k]) for k in METRICS},
+        **{k: float(metrics[k]) for k in METRICS if k in metrics},
         **{k: float(val_metrics[k]) for k in VAL_METRICS if k in val_metrics},
         **dm.sizes,
         "epochs": int(trainer.current_epoch),
@@ -165,10 +162,15 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
         "seconds": round(time.time() - started, 1),
         "best_checkpoint": str(Path(best).resolve()),
         "wandb_run_id": run_id,
-        "per_class_acc": dict(zip(clips.class_names, per_class)),
-        "confusion_matrix": cm.astype(int).tolist(),
     }
-    finish_fold_logging(wb, module, row, clips.class_names, fold_dir)
+    if cfg.cv.test:
+        write_test_predictions(fold_dir / "test_predictions.csv", module.test_rows, clips)
+        cm = module.test_confusion_matrix
+        row["per_class_acc"] = dict(zip(clips.class_names, (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()))
+        row["confusion_matrix"] = cm.astype(int).tolist()
+        finish_fold_logging(wb, module, row, clips.class_names, fold_dir)
+    elif wb is not None:
+        wb.experiment.finish()
     write_json_atomic(fold_dir / "result.json", row)
     return row
 
@@ -197,15 +199,15 @@ def aggregate(rows: list[dict]) -> tuple[dict, dict]:
 
 def format_table(rows: list[dict], mean: dict, std: dict) -> str:
     cols = [("fold", "fold"), ("n_train", "train"), ("n_val", "val"), ("n_test", "test"),
-            ("test/acc", "acc %"), ("test/macro_f1", "macro-F1 %")]
+            ("val/acc", "val acc %"), ("test/acc", "acc %"), ("test/macro_f1", "macro-F1 %")]
     if rows and "bof/acc" in rows[0]:
         cols.append(("bof/acc", "bag-of-frames acc %"))
     cols.append(("seconds", "time s"))
     widths = [max(len(h), 9) for _, h in cols]
     line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    fmt = lambda k, v: f"{100 * v:.2f}" if k.startswith(("test/", "bof/")) else v  # noqa: E731
+    fmt = lambda k, v: "—" if v is None else f"{100 * v:.2f}" if k.startswith(("test/", "bof/", "val/")) else v  # noqa: E731
     out = [line([h for _, h in cols]), line(["-" * w for w in widths])]
-    out += [line([fmt(k, r[k]) for k, _ in cols]) for r in rows]
+    out += [line([fmt(k, r.get(k)) for k, _ in cols]) for r in rows]
     summary = [f"{100 * mean[k]:.2f}±{100 * std[k]:.2f}" if k in mean else "" for k, _ in cols]
     summary[0] = "mean±std"
     out += [line(["-" * w for w in widths]), line(summary)]
@@ -248,7 +250,7 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
             row = run_fold(cfg, clips, k, exp_dir)
             if row is None:  # not rank 0
                 continue
-        if bof_feats is not None and "bof/acc" not in row:
+        if bof_feats is not None and cfg.cv.test and "bof/acc" not in row:
             row["bof/acc"] = bag_of_frames_fold(bof_feats, clips, k)
             write_json_atomic(done, row)
         rows.append(row)

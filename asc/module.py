@@ -144,8 +144,10 @@ class SceneClassifier(L.LightningModule):
         return self.model(spec, valid)
 
     def training_step(self, batch, batch_idx):
-        logits, _ = self(batch["spec"], batch["valid"])
+        logits, attn = self(batch["spec"], batch["valid"])
         loss = soft_target_kl(logits, batch["target"])
+        if "max_logits" in attn:
+            loss = loss + self.cfg.model.max_aux_weight * soft_target_kl(attn["max_logits"], batch["target"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits),
                  sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, sync_dist=True)

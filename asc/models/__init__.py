@@ -18,7 +18,7 @@ def build_model(model_cfg, n_classes: int, n_bins: int, n_frames: int | None = N
         return CNN(**common)
     return CRNN(n_frames=n_frames, rnn_hidden=model_cfg.rnn_hidden, rnn_layers=model_cfg.rnn_layers,
                 pooling=model_cfg.pooling, spatial_attention=model_cfg.spatial_attention,
-                attention_dim=model_cfg.attention_dim, **common)
+                attention_dim=model_cfg.attention_dim, max_aux=model_cfg.get("max_aux_weight", 0) > 0, **common)
 
 
 __all__ = ["CRNN", "CNN", "SpatioTemporalAttentionPooling", "build_model"]

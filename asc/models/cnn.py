@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asc.models.crnn import ConvStack, masked_input, pool_mask
+from asc.models.crnn import ConvStack, masked_input
 
 
 class CNN(nn.Module):
@@ -19,12 +19,11 @@ class CNN(nn.Module):
                  time_pool=(2, 1, 1), dropout: float = 0.3, **_):
         super().__init__()
         self.conv = ConvStack(conv_channels, freq_pool, time_pool)
-        self.time_pool = tuple(time_pool)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * conv_channels[-1], n_classes))
 
     def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
-        h = self.conv(masked_input(spec, valid).unsqueeze(1)).mean(2)  # (B, C, T')
-        valid = pool_mask(valid, self.time_pool)
+        h, valid = self.conv(masked_input(spec, valid).unsqueeze(1), valid)
+        h = h.mean(2)  # (B, C, T')
         if valid is None:
             z = torch.cat([h.mean(-1), h.amax(-1)], dim=1)
         else:

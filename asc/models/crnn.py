@@ -19,11 +19,24 @@ class ConvBlock(nn.Sequential):
             layers += [nn.Conv2d(c, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
         layers.append(nn.MaxPool2d((freq_pool, time_pool), ceil_mode=True))
         super().__init__(*layers)
+        self.time_pool = time_pool
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None):
+        for layer in self:
+            x = layer(x)
+            if valid is not None and isinstance(layer, nn.ReLU):
+                # padded frames back to 0, as the next conv's zero padding at a clip's end:
+                # valid frames then see exactly what they would see without the padding
+                x = x * valid[:, None, None, :].to(x.dtype)
+        return x, pool_mask(valid, (self.time_pool,))
 
 
 class ConvStack(nn.Sequential):
     """Conv blocks on a (B, 1, F, T) image; pools mostly along frequency so that time
-    resolution survives for the recurrent layers."""
+    resolution survives for the recurrent layers.  With a frame mask ``valid`` (B, T),
+    padded frames are zeroed after every activation (ReLU outputs are >= 0, so a zero
+    never wins a max-pool over valid frames): in eval mode a clip's valid frames come out
+    exactly as without padding.  Returns the features and the pooled mask."""
 
     def __init__(self, channels, freq_pool, time_pool):
         blocks, c_in = [], 1
@@ -31,6 +44,11 @@ class ConvStack(nn.Sequential):
             blocks.append(ConvBlock(c_in, c, fp, tp))
             c_in = c
         super().__init__(*blocks)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None):
+        for block in self:
+            x, valid = block(x, valid)
+        return x, valid
 
     @staticmethod
     def out_size(n: int, pools) -> int:
@@ -65,31 +83,36 @@ class CRNN(nn.Module):
     ``(logits (B, C), attn)`` with ``attn`` the pooling's dict of ``temporal`` (B, T'),
     ``spatial`` (B, D) and ``mask`` (B, T', D), T' the frame count after time pooling.
 
-    With a mask: padded frames enter the convolutions (and BatchNorm's batch statistics)
-    as zeros of the standardised spectrogram; the BiGRU runs on packed sequences, so it
-    sees only each clip's valid frames in both directions; pooling and attention ignore
-    padding (see :mod:`asc.models.pooling`).
+    With a mask: padded frames enter the convolutions as zeros (of the standardised
+    spectrogram, and of every activation: :class:`ConvStack`), so in eval mode a clip's
+    output does not depend on the batch it is padded in; in training, BatchNorm's batch
+    statistics include those zeros.  The BiGRU runs on packed sequences, so it sees only
+    each clip's valid frames in both directions; pooling and attention ignore padding
+    (see :mod:`asc.models.pooling`).
+
+    ``max_aux=True`` adds a second classifier on the time-max of the recurrent output; in
+    training mode its logits come back as ``attn["max_logits"]`` for an auxiliary loss.
     """
 
     def __init__(self, n_classes: int, n_bins: int, n_frames: int | None = None, conv_channels=(16, 32, 64),
                  freq_pool=(4, 4, 4), time_pool=(2, 1, 1), rnn_hidden: int = 64, rnn_layers: int = 1,
                  pooling: str = "stap", spatial_attention: str = "summary", attention_dim: int = 64,
-                 dropout: float = 0.3):
+                 dropout: float = 0.3, max_aux: bool = False):
         super().__init__()
         self.conv = ConvStack(conv_channels, freq_pool, time_pool)
         f_out = ConvStack.out_size(n_bins, freq_pool)
         t_out = ConvStack.out_size(n_frames, time_pool) if n_frames else None
-        self.time_pool = tuple(time_pool)
         self.rnn = nn.GRU(conv_channels[-1] * f_out, rnn_hidden, num_layers=rnn_layers, batch_first=True,
                           bidirectional=True, dropout=dropout if rnn_layers > 1 else 0.0)
         dim = 2 * rnn_hidden
         self.pool = build_pooling(pooling, dim, attention_dim, spatial_attention, t_out)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_classes))
+        # auxiliary max-pooling classifier (model.max_aux_weight > 0), used in training only
+        self.max_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_classes)) if max_aux else None
 
     def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
-        h = self.conv(masked_input(spec, valid).unsqueeze(1))  # (B, C, F', T')
+        h, valid = self.conv(masked_input(spec, valid).unsqueeze(1), valid)  # (B, C, F', T'), (B, T')
         h = h.flatten(1, 2).transpose(1, 2)  # (B, T', C*F')
-        valid = pool_mask(valid, self.time_pool)
         if valid is None or bool(valid.all()):
             o, _ = self.rnn(h)  # (B, T', D)
             valid = None
@@ -99,4 +122,7 @@ class CRNN(nn.Module):
             o, _ = self.rnn(packed)
             o, _ = pad_packed_sequence(o, batch_first=True, total_length=h.shape[1])
         z, attn = self.pool(o, valid)
+        if self.max_head is not None and self.training:
+            peak = o if valid is None else o.masked_fill(~valid.unsqueeze(-1), float("-inf"))
+            attn = {**attn, "max_logits": self.max_head(peak.amax(1))}
         return self.head(z), attn

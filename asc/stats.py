@@ -1,0 +1,114 @@
+"""Paired comparisons of two experiments over (seed, fold).
+
+Two runs of the same protocol with the same seeds give one accuracy per (seed, fold) each;
+their differences are paired (same training and test clips, same seed), which removes the
+fold-to-fold spread that dominates a mean ± std.  The helper reports the mean paired
+difference with a two-sided 90 % interval from Student's t, and, for protocols whose
+training sets overlap between folds (LITIS Rouen's 20 random splits, repeated k-fold),
+the corrected resampled t-test of Nadeau & Bengio (Machine Learning 52, 2003): the
+variance of the mean difference is (1/J + n_test/n_train) · s² instead of s²/J, because
+the J differences are not independent when training sets share clips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as sps
+
+from asc.errors import AscError
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.90,
+                      test_train_ratio: float | None = None) -> dict:
+    """Mean of ``a - b`` with a two-sided ``level`` interval.
+
+    Parameters
+    ----------
+    a, b : array (J,)
+        Paired results (the same (seed, fold) at the same position).
+    level : float
+        Coverage of the interval (0.90: a 90 % interval).
+    test_train_ratio : float, optional
+        n_test / n_train of one fold.  When given, the Nadeau-Bengio correction is applied:
+        var(mean) = (1/J + ratio) · s² (for overlapping training sets).
+
+    Returns
+    -------
+    dict
+        ``n``, ``mean_a``, ``mean_b``, ``diff`` (mean of a - b), ``sd`` (std of the
+        differences, ddof=1), ``se``, ``low``, ``high`` (the interval), ``p`` (two-sided
+        p-value of "no difference"), ``wins``/``ties``/``losses`` of a against b,
+        ``corrected`` (whether the correction was applied).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two paired 1-D arrays of at least 2 results, got shapes {a.shape} and {b.shape}")
+    d = a - b
+    n = len(d)
+    sd = float(d.std(ddof=1))
+    factor = 1.0 / n + (test_train_ratio or 0.0)
+    se = math.sqrt(factor) * sd
+    t_crit = float(sps.t.ppf(0.5 + level / 2, n - 1))
+    mean = float(d.mean())
+    p = 1.0 if se == 0 and mean == 0 else 0.0 if se == 0 else float(2 * sps.t.sf(abs(mean) / se, n - 1))
+    return {"n": n, "mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": mean, "sd": sd, "se": se,
+            "low": mean - t_crit * se, "high": mean + t_crit * se, "p": p, "level": level,
+            "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum()),
+            "corrected": test_train_ratio is not None}
+
+
+def fold_results(run_dirs: list[str | Path], metric: str) -> dict[tuple[int, int], dict]:
+    """{(seed, fold): fold row} from the results.json of several experiment folders (one
+    per seed).  Raises AscError for a missing file, a missing metric or a repeated pair."""
+    out: dict[tuple[int, int], dict] = {}
+    for d in run_dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise AscError(f"{path} not found: pass experiment folders written by asc cv (runs/<name>)")
+        results = json.loads(path.read_text())
+        seed = int(results.get("config", {}).get("seed", 0))
+        for row in results["folds"]:
+            if metric not in row:
+                raise AscError(f"{path}: fold {row['fold']} has no {metric!r} (has: "
+                               f"{', '.join(k for k in row if '/' in k)})")
+            key = (seed, int(row["fold"]))
+            if key in out:
+                raise AscError(f"(seed {seed}, fold {row['fold']}) appears twice on one side ({path})")
+            out[key] = row
+    return out
+
+
+def compare_runs(runs_a: list[str], runs_b: list[str], metric: str = "test/acc", level: float = 0.90,
+                 corrected: bool | None = None) -> dict:
+    """Paired difference of ``metric`` between two sets of experiments over their common
+    (seed, fold) pairs.  ``corrected=None`` applies the Nadeau-Bengio correction when the
+    experiments' data set is LITIS (random splits with overlapping training sets)."""
+    a, b = fold_results(runs_a, metric), fold_results(runs_b, metric)
+    pairs = sorted(set(a) & set(b))
+    if len(pairs) < 2:
+        raise AscError(f"only {len(pairs)} (seed, fold) pair(s) in common; run both sides on the same folds and seeds")
+    if corrected is None:
+        cfg = json.loads((Path(runs_a[0]) / "results.json").read_text()).get("config", {})
+        corrected = cfg.get("data", {}).get("name") == "litis"
+    ratio = None
+    if corrected:
+        row = a[pairs[0]]
+        ratio = row["n_test"] / max(1, row["n_train"] + row.get("n_val", 0))
+    result = paired_difference([a[p][metric] for p in pairs], [b[p][metric] for p in pairs], level, ratio)
+    result["pairs"] = [list(p) for p in pairs]
+    result["metric"] = metric
+    return result
+
+
+def format_comparison(name_a: str, name_b: str, r: dict) -> str:
+    """One readable line, in percentage points for accuracy-like metrics."""
+    pct = 100 if not r["metric"].endswith("loss") else 1
+    unit = " points" if pct == 100 else ""
+    return (f"{r['metric']}: {name_a} {pct * r['mean_a']:.2f} vs {name_b} {pct * r['mean_b']:.2f}; "
+            f"paired difference {pct * r['diff']:+.2f}{unit}, {int(100 * r['level'])} % interval "
+            f"[{pct * r['low']:+.2f}, {pct * r['high']:+.2f}]{' (Nadeau-Bengio corrected)' if r['corrected'] else ''}, "
+            f"p = {r['p']:.3f}, {r['wins']} wins / {r['ties']} ties / {r['losses']} losses over {r['n']} (seed, fold) pairs")

@@ -1,0 +1,146 @@
+"""Run a named grid of ``asc cv`` experiments, several at once, and summarise them.
+
+The README's method study is reproduced with this script.  Each job is one ``asc cv`` in
+its own process (``OMP_NUM_THREADS`` threads each); ``--jobs N`` run side by side, on the
+CPU or sharing one GPU.  Jobs whose results.json is complete are skipped on a re-run.
+
+    python benchmarks/study.py tune-d --data-root /data/dcase2016_task2_office --jobs 2
+    python benchmarks/study.py d --data-root /data/dcase2016_task2_office --jobs 12   # on a GPU
+
+``tune-d`` trains and selects on validation only (``cv.test=false``): D's test folds are
+never scored, so the default recipe it chooses is frozen before its test numbers exist.
+``d`` and ``demo`` score the frozen recipe and its baselines over 3 seeds; ``hard`` scores
+every variant on fold 1 and the README reports the one chosen by validation accuracy.
+Writes ``<out>/summary.md`` and ``summary.json`` (mean validation and test accuracy per
+experiment); compare two experiments with ``asc compare``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+SEEDS = (0, 1, 2)
+D = ["data.name=folder", "data.n_folds=5"]  # + data.root: the folder data set of real office sounds
+HARD = ["--config", "experiments/hard.yaml", "cv.folds=[1]"]
+DEMO = ["--config", "experiments/demo.yaml"]
+AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
+
+
+def grid(name: str) -> list[tuple[str, list[str]]]:
+    """(experiment name, asc cv arguments) of every job of a grid."""
+    if name == "tune-d":  # recipe search on D, validation only
+        tune = ["cv.test=false", "cv.bag_of_frames=false"]
+        return [(f"tune-d-{n}", D + tune + o) for n, o in [
+            ("paper", ["augment.mix=bc"]),
+            ("aug", AUG),
+            ("aug-e80", AUG + ["trainer.max_epochs=80"]),
+            ("aug-whole", AUG + ["data.segment_seconds=null"]),
+            ("aug-lr1e-3", AUG + ["optim.lr=1e-3", "trainer.max_epochs=80"]),
+            ("aug-nobc", AUG + ["augment.mix=none"]),
+            ("aug-nobc-e80", AUG + ["augment.mix=none", "trainer.max_epochs=80"]),
+            ("aug-mean", AUG + ["model.pooling=mean"]),
+            ("aug-mean-nobc", AUG + ["model.pooling=mean", "augment.mix=none"]),
+            ("aug-maxaux", AUG + ["model.max_aux_weight=1.0"]),
+            ("aug-e80-maxaux", AUG + ["trainer.max_epochs=80", "model.max_aux_weight=1.0"]),
+            ("aug-rnn2", AUG + ["model.rnn_layers=2"]),
+        ]]
+    if name == "hard":  # sparse events, fold 1: poolings with and without the max-pooling auxiliary loss
+        jobs = []
+        for pooling in ("stap", "temporal", "mean", "max"):
+            jobs += [(f"hard-{pooling}-aux1-s{s}", HARD + [f"model.pooling={pooling}", f"seed={s}"]) for s in SEEDS]
+            jobs.append((f"hard-{pooling}-aux0-s0", HARD + [f"model.pooling={pooling}", "model.max_aux_weight=0"]))
+        jobs += [(f"hard-stap-aux1-{n}-s0", HARD + o) for n, o in [
+            ("bc", ["augment.mix=bc"]), ("noroll", ["augment.roll=false"]), ("seg2", ["data.segment_seconds=2.0"])]]
+        return jobs
+    if name == "d":  # the frozen default recipe and its baselines on D, 3 seeds × 5 folds
+        variants = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"]), ("mean-bc", ["model.pooling=mean"]),
+                    ("mean-nobc", ["model.pooling=mean", "augment.mix=none"]),
+                    ("temporal-bc", ["model.pooling=temporal"]), ("max-bc", ["model.pooling=max"]),
+                    ("cnn-bc", ["model.name=cnn"]), ("paper", ["--config", "experiments/phan2019.yaml"])]
+        return [(f"d-{n}-s{s}", D + o + [f"seed={s}"]) for n, o in variants for s in SEEDS]
+    if name == "demo":  # the embedded scenes, 3 seeds × 4 folds
+        variants = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"]), ("mean-bc", ["model.pooling=mean"]),
+                    ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
+        return [(f"demo-{n}-s{s}", DEMO + o + [f"seed={s}"]) for n, o in variants for s in SEEDS]
+    raise SystemExit(f"unknown grid {name!r}; choose one of: tune-d, hard, d, demo")
+
+
+def needs_root(args: list[str]) -> bool:
+    return "data.name=folder" in args
+
+
+def run_job(name: str, args: list[str], out: Path, data_root: str | None, threads: int) -> dict:
+    exp_dir = out / "runs" / name
+    results = exp_dir / "results.json"
+    if results.exists() and json.loads(results.read_text()).get("complete"):
+        return summarise(name, results, 0.0, 0)
+    cmd = [sys.executable, "-m", "asc.cli", "cv", *args, f"experiment.name={name}", f"output_dir={out / 'runs'}",
+           "logger.mode=disabled", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+    if needs_root(args):
+        cmd += [f"data.root={data_root}", f"data.cache_dir={out / 'cache'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open(out / "logs" / f"{name}.log", "w") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    took = time.time() - started
+    if rc != 0 or not results.exists():
+        return {"name": name, "error": f"exit {rc}, see logs/{name}.log", "wall_s": round(took, 1)}
+    return summarise(name, results, took, rc)
+
+
+def summarise(name: str, results: Path, took: float, rc: int) -> dict:
+    r = json.loads(results.read_text())
+    row = {"name": name, "folds": len(r["folds"]), "wall_s": round(took, 1),
+           "fold_s": round(sum(f["seconds"] for f in r["folds"]) / len(r["folds"]), 1),
+           "best_epochs": [f.get("best_epoch") for f in r["folds"]]}
+    for k in ("val/acc", "val/loss", "test/acc", "test/macro_f1", "bof/acc"):
+        if k in r["mean"]:
+            row[k] = r["mean"][k]
+    return row
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("grids", nargs="+", help="tune-d, hard, d, demo")
+    p.add_argument("--out", default="runs/study", help="output folder (default runs/study)")
+    p.add_argument("--data-root", help="folder of the real office sounds (grids on D)")
+    p.add_argument("--jobs", type=int, default=1, help="experiments run side by side")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per experiment")
+    p.add_argument("--only", help="run only the jobs whose name contains this text")
+    p.add_argument("--extra", nargs="*", default=[], metavar="key=value",
+                   help="overrides added to every job (e.g. trainer.max_epochs=1 for a smoke test)")
+    a = p.parse_args()
+    out = Path(a.out)
+    jobs = [(n, args + a.extra) for g in a.grids for n, args in grid(g) if not a.only or a.only in n]
+    if any(needs_root(args) for _, args in jobs) and not a.data_root:
+        raise SystemExit("these grids run on the folder data set: pass --data-root")
+    if a.data_root:  # decode the audio once, before the jobs share the cache
+        subprocess.run([sys.executable, "-m", "asc.cli", "data", "check", "data.name=folder",
+                        f"data.root={a.data_root}", f"data.cache_dir={out / 'cache'}"], stdout=subprocess.DEVNULL)
+    rows = []
+    with ThreadPoolExecutor(a.jobs) as pool:
+        for row in pool.map(lambda j: run_job(j[0], j[1], out, a.data_root, a.threads), jobs):
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    (out / "summary.json").write_text(json.dumps(rows, indent=1))
+    lines = ["| experiment | folds | val acc % | test acc % | bag-of-frames % | s per fold | best epochs |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    pct = lambda r, k: f"{100 * r[k]:.2f}" if k in r else "—"  # noqa: E731
+    for r in rows:
+        lines.append(f"| {r['name']} | {r.get('folds', r.get('error'))} | {pct(r, 'val/acc')} | {pct(r, 'test/acc')} | "
+                     f"{pct(r, 'bof/acc')} | {r.get('fold_s', '—')} | {r.get('best_epochs', '')} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,6 +22,7 @@ import platform
 import resource
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,9 @@ def bench_frontends(device: torch.device, sample_rate: int = 22050, clips: int =
         n_fft = int(round(sample_rate * 0.04))
         with torch.no_grad():
             layer(x[:1])  # warm-up (kernels, allocator)
-            t_nn = _best_time(lambda: layer(x), device)
+            t_nn = _best_time(partial(layer, x), device)
             nn_out = layer(x[:2]).double().cpu().numpy()
-        t_ref = _best_time(lambda: numpy_power_filterbank(x_np, n_fft, fe.hop, basis), torch.device("cpu"), 1)
+        t_ref = _best_time(partial(numpy_power_filterbank, x_np, n_fft, fe.hop, basis), torch.device("cpu"), 1)
         ref = numpy_power_filterbank(x_np[:2].astype(np.float64), n_fft, fe.hop, basis)
         rel = float(np.linalg.norm(nn_out - ref) / np.linalg.norm(ref))
         rows.append({"frontend": name, "device": str(device), "nnaudio_audio_s_per_s": audio_s / t_nn,

@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from asc.augment import (a_weighting_db, bc_gain_db, bc_mix, bc_mix_spectrogram, bc_n_fft, draw_partners,
-                         mix_batch, soft_target_kl)
+from asc.augment import (
+    a_weighting_db,
+    bc_gain_db,
+    bc_mix,
+    bc_mix_spectrogram,
+    bc_n_fft,
+    draw_partners,
+    mix_batch,
+    soft_target_kl,
+)
 
 
 def np_a_weight(freqs):

@@ -12,8 +12,15 @@ from asc.data import load_clipset
 from asc.data.audio import BadAudio, read_audio
 from asc.data.files import LITIS_CLASSES, litis_class
 from asc.errors import AscError
-from helpers.audio_trees import (make_bad_files, make_esc50, make_folder, make_litis, make_tau2020, make_tut2017,
-                                 write_clip)
+from helpers.audio_trees import (
+    make_bad_files,
+    make_esc50,
+    make_folder,
+    make_litis,
+    make_tau2020,
+    make_tut2017,
+    write_clip,
+)
 
 
 def cfg_for(name, root, *extra):
@@ -84,7 +91,7 @@ def test_esc50(tmp_path):
     spec = make_esc50(tmp_path)
     clips = load_clipset(cfg_for("esc50", tmp_path))
     assert clips.class_names == spec["cats"] and sorted(clips.folds) == [1, 2, 3]
-    for name, fold, target, cat in spec["rows"]:
+    for name, fold, target, _cat in spec["rows"]:
         i = clips.items.index(f"audio/{name}")
         assert clips.labels[i] == target
         assert i in clips.folds[fold][1] and all(i in clips.folds[k][0] for k in (1, 2, 3) if k != fold)
@@ -96,7 +103,7 @@ def test_folder_stratified_folds(tmp_path):
     clips = load_clipset(cfg_for("folder", tmp_path, "data.n_folds=3"))
     assert clips.class_names == sorted(spec["classes"]) and len(clips) == 18
     seen = []
-    for k, (tr, te) in clips.folds.items():
+    for tr, te in clips.folds.values():
         assert np.bincount(clips.labels[te], minlength=3).tolist() == [2, 2, 2]
         assert len(tr) + len(te) == 18
         seen += te.tolist()

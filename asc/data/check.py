@@ -59,9 +59,11 @@ def check_dataset(data_cfg) -> tuple[str, int]:
              f"durations: min {secs.min():.2f} s, median {np.median(secs):.2f} s, max {secs.max():.2f} s, "
              f"total {secs.sum() / 3600:.2f} h",
              f"shorter than a segment ({data_cfg.segment_seconds} s, zero-padded): {segment_short}",
-             "sample rates: " + ", ".join(f"{sr} Hz × {n}" for sr, n in sorted(Counter(i["sample_rate"] for i in good).items())),
+             "sample rates: " + ", ".join(f"{sr} Hz × {n}"
+                                          for sr, n in sorted(Counter(i["sample_rate"] for i in good).items())),
              "channels: " + ", ".join(f"{c} × {n}" for c, n in sorted(Counter(i["channels"] for i in good).items())),
-             "formats: " + ", ".join(f"{f} × {n}" for f, n in sorted(Counter(f"{i['format']}/{i['subtype']}" for i in good).items())),
+             "formats: " + ", ".join(
+                 f"{f} × {n}" for f, n in sorted(Counter(f"{i['format']}/{i['subtype']}" for i in good).items())),
              f"resampled on load to {data_cfg.sample_rate} Hz, mixed to mono", ""]
     for k, (tr, te) in folds.items():
         if np.intersect1d(tr, te).size:

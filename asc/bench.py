@@ -12,6 +12,8 @@
   already on the device, same steps after that).  The ratio shows whether loading is
   the bottleneck.
 * torch.compile of the network, where it works.
+* Model size and cost of the benchmarked networks: parameters and multiply-accumulates per
+  second of audio (asc/models/complexity.py).
 * Peak RSS, and peak device memory on GPU.
 """
 
@@ -222,6 +224,29 @@ def bench_compile(cfg, clips, device, steps, warmup) -> list[dict]:
     return rows
 
 
+def bench_complexity(overrides: list[str] | None = None) -> list[dict]:
+    """Parameters and MACs per second of audio of the benchmarked networks (LITIS-shaped)."""
+    from asc.config import validate
+    from asc.models.complexity import complexity_from_config
+
+    rows = []
+    for variant in ("stap", "cnn"):
+        cfg = litis_shaped_config(overrides)
+        cfg.model.variant = variant
+        validate(cfg)
+        rows.append({"model": variant if variant == "cnn" else "stap-crnn",
+                     **complexity_from_config(cfg, LITIS_CLASSES)})
+    return rows
+
+
+def format_complexity(rows: list[dict]) -> list[str]:
+    lines = [f"{'model':10s}{'parameters':>12s}{'MMAC per audio s':>18s}{'front-end MMAC/s':>18s}"]
+    for c in rows:
+        lines.append(f"{c['model']:10s}{c['params']:12,d}{c['macs_per_second'] / 1e6:18.1f}"
+                     f"{c['frontend_macs_per_second'] / 1e6:18.1f}")
+    return lines
+
+
 def machine() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
             platform.machine(), "cpu_threads": torch.get_num_threads()}
@@ -242,6 +267,7 @@ def run(device: str = "auto", out: Path | None = None, quick: bool = False, comp
     training = bench_training(dev, steps=steps, warmup=warmup, precisions=("32",) if quick else ("32", "bf16"),
                               compile_check=compile_check)
     result = {"machine": machine(), "device": str(dev), "frontends": frontends, "training": training,
+              "complexity": bench_complexity(),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "seconds": time.perf_counter() - t0}
     if dev.type == "cuda":
@@ -273,6 +299,9 @@ def format_result(r: dict) -> str:
     for x in t:
         if x["pipeline"].startswith("random tensors,"):
             lines.append(f"torch.compile check: {x['pipeline'][16:]}: {x['clips_per_s']:.1f} clips/s")
+    if "complexity" in r:
+        lines += ["", "model size and cost (multiply-accumulates per second of audio, segments back to back)"]
+        lines += format_complexity(r["complexity"])
     lines.append("")
     lines.append(f"peak RSS {r['peak_rss_mb']:.0f} MB" + (f", peak device memory {r['peak_device_memory_mb']:.0f} MB"
                                                          if "peak_device_memory_mb" in r else "") +

@@ -1,4 +1,4 @@
-"""BC learning against an independent NumPy computation of DESIGN.md §2.3."""
+"""BC learning against an independent NumPy computation of the formulas in asc/augment.py."""
 
 import numpy as np
 import pytest

@@ -226,25 +226,11 @@ def bench_compile(cfg, clips, device, steps, warmup) -> list[dict]:
 
 def bench_complexity(overrides: list[str] | None = None) -> list[dict]:
     """Parameters and MACs per second of audio of the benchmarked networks (LITIS-shaped)."""
-    from asc.config import validate
     from asc.models.complexity import complexity_from_config
 
-    rows = []
-    for variant in ("stap", "cnn"):
-        cfg = litis_shaped_config(overrides)
-        cfg.model.variant = variant
-        validate(cfg)
-        rows.append({"model": variant if variant == "cnn" else "stap-crnn",
-                     **complexity_from_config(cfg, LITIS_CLASSES)})
-    return rows
-
-
-def format_complexity(rows: list[dict]) -> list[str]:
-    lines = [f"{'model':10s}{'parameters':>12s}{'MMAC per audio s':>18s}{'front-end MMAC/s':>18s}"]
-    for c in rows:
-        lines.append(f"{c['model']:10s}{c['params']:12,d}{c['macs_per_second'] / 1e6:18.1f}"
-                     f"{c['frontend_macs_per_second'] / 1e6:18.1f}")
-    return lines
+    cfgs = {name: litis_shaped_config([*(overrides or []), f"model.variant={v}"])
+            for name, v in (("stap-crnn", "stap"), ("cnn", "cnn"))}
+    return [{"model": name, **complexity_from_config(cfg, LITIS_CLASSES)} for name, cfg in cfgs.items()]
 
 
 def machine() -> dict:
@@ -300,6 +286,8 @@ def format_result(r: dict) -> str:
         if x["pipeline"].startswith("random tensors,"):
             lines.append(f"torch.compile check: {x['pipeline'][16:]}: {x['clips_per_s']:.1f} clips/s")
     if "complexity" in r:
+        from asc.models.complexity import format_complexity
+
         lines += ["", "model size and cost (multiply-accumulates per second of audio, segments back to back)"]
         lines += format_complexity(r["complexity"])
     lines.append("")

@@ -81,7 +81,8 @@ def test_a_built_module_counts_like_its_config():
 
 
 def test_bench_reports_complexity():
-    from asc.bench import bench_complexity, format_complexity
+    from asc.bench import bench_complexity
+    from asc.models.complexity import format_complexity
 
     rows = bench_complexity()
     assert [r["model"] for r in rows] == ["stap-crnn", "cnn"]

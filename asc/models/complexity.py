@@ -66,3 +66,12 @@ def complexity_from_config(cfg, n_classes: int) -> dict:
     _, hop = frame_params(sr, f.win_ms, f.hop_ms)
     network = build_model(cfg.model, n_classes, f.n_bins, n_frames(segment, hop))
     return model_complexity(network, f, sr, cfg.data.segment_seconds)
+
+
+def format_complexity(rows: list[dict]) -> list[str]:
+    """Table lines for rows of ``{"model": name, **model_complexity(...)}``."""
+    lines = [f"{'model':10s}{'parameters':>12s}{'MMAC per audio s':>18s}{'front-end MMAC/s':>18s}"]
+    for c in rows:
+        lines.append(f"{c['model']:10s}{c['params']:12,d}{c['macs_per_second'] / 1e6:18.1f}"
+                     f"{c['frontend_macs_per_second'] / 1e6:18.1f}")
+    return lines

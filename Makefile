@@ -1,11 +1,12 @@
 # Two entry points: `make demo` (train + evaluate STAP-CRNN with BC learning on every fold of
-# the embedded synthetic scenes) and `make test`.  Both create .venv when it is missing.
+# the embedded synthetic scenes) and `make test` (`make test-fast`: without the tests marked
+# slow, the end-to-end runs).  Both create .venv when it is missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) runs wandb .pytest_cache

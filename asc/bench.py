@@ -12,6 +12,8 @@
   already on the device, same steps after that).  The ratio shows whether loading is
   the bottleneck.
 * torch.compile of the network, where it works.
+* Model size and cost of the benchmarked networks: parameters and multiply-accumulates per
+  second of audio (asc/models/complexity.py).
 * Peak RSS, and peak device memory on GPU.
 """
 
@@ -22,6 +24,7 @@ import platform
 import resource
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +84,9 @@ def bench_frontends(device: torch.device, sample_rate: int = 22050, clips: int =
         n_fft = int(round(sample_rate * 0.04))
         with torch.no_grad():
             layer(x[:1])  # warm-up (kernels, allocator)
-            t_nn = _best_time(lambda: layer(x), device)
+            t_nn = _best_time(partial(layer, x), device)
             nn_out = layer(x[:2]).double().cpu().numpy()
-        t_ref = _best_time(lambda: numpy_power_filterbank(x_np, n_fft, fe.hop, basis), torch.device("cpu"), 1)
+        t_ref = _best_time(partial(numpy_power_filterbank, x_np, n_fft, fe.hop, basis), torch.device("cpu"), 1)
         ref = numpy_power_filterbank(x_np[:2].astype(np.float64), n_fft, fe.hop, basis)
         rel = float(np.linalg.norm(nn_out - ref) / np.linalg.norm(ref))
         rows.append({"frontend": name, "device": str(device), "nnaudio_audio_s_per_s": audio_s / t_nn,
@@ -221,6 +224,15 @@ def bench_compile(cfg, clips, device, steps, warmup) -> list[dict]:
     return rows
 
 
+def bench_complexity(overrides: list[str] | None = None) -> list[dict]:
+    """Parameters and MACs per second of audio of the benchmarked networks (LITIS-shaped)."""
+    from asc.models.complexity import complexity_from_config
+
+    cfgs = {name: litis_shaped_config([*(overrides or []), f"model.variant={v}"])
+            for name, v in (("stap-crnn", "stap"), ("cnn", "cnn"))}
+    return [{"model": name, **complexity_from_config(cfg, LITIS_CLASSES)} for name, cfg in cfgs.items()]
+
+
 def machine() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
             platform.machine(), "cpu_threads": torch.get_num_threads()}
@@ -241,6 +253,7 @@ def run(device: str = "auto", out: Path | None = None, quick: bool = False, comp
     training = bench_training(dev, steps=steps, warmup=warmup, precisions=("32",) if quick else ("32", "bf16"),
                               compile_check=compile_check)
     result = {"machine": machine(), "device": str(dev), "frontends": frontends, "training": training,
+              "complexity": bench_complexity(),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "seconds": time.perf_counter() - t0}
     if dev.type == "cuda":
@@ -272,6 +285,11 @@ def format_result(r: dict) -> str:
     for x in t:
         if x["pipeline"].startswith("random tensors,"):
             lines.append(f"torch.compile check: {x['pipeline'][16:]}: {x['clips_per_s']:.1f} clips/s")
+    if "complexity" in r:
+        from asc.models.complexity import format_complexity
+
+        lines += ["", "model size and cost (multiply-accumulates per second of audio, segments back to back)"]
+        lines += format_complexity(r["complexity"])
     lines.append("")
     lines.append(f"peak RSS {r['peak_rss_mb']:.0f} MB" + (f", peak device memory {r['peak_device_memory_mb']:.0f} MB"
                                                          if "peak_device_memory_mb" in r else "") +

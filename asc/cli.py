@@ -13,7 +13,6 @@ import sys
 import warnings
 from pathlib import Path
 
-
 RESUME_HINT = ("finished folds and the last checkpoint (at most one epoch old) are kept; run the same command "
                "again to resume")
 

@@ -21,6 +21,7 @@ from asc.errors import AscError
 
 def load_model(checkpoint: str | Path, device: str = "auto"):
     """The :class:`~asc.module.SceneClassifier` stored in ``checkpoint``, in eval mode."""
+    from asc.checkpoints import migrate
     from asc.config import Config, to_dict
     from asc.module import SceneClassifier
 
@@ -34,6 +35,7 @@ def load_model(checkpoint: str | Path, device: str = "auto"):
     if "cfg" not in hp or "class_names" not in hp or "state_dict" not in ckpt:
         raise AscError(f"{display_name(path)!r} is not an asc checkpoint (no config, class names or weights); "
                        "use a checkpoint written by `asc train` or `asc cv`")
+    hp = migrate(ckpt)["hyper_parameters"]  # older checkpoints upgraded to this version's schema
     try:
         cfg = to_dict(OmegaConf.merge(OmegaConf.structured(Config), hp["cfg"]))
     except Exception as e:  # noqa: BLE001

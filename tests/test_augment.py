@@ -1,11 +1,19 @@
-"""BC learning against an independent NumPy computation of DESIGN.md §2.3."""
+"""BC learning against an independent NumPy computation of the formulas in asc/augment.py."""
 
 import numpy as np
 import pytest
 import torch
 
-from asc.augment import (a_weighting_db, bc_gain_db, bc_mix, bc_mix_spectrogram, bc_n_fft, draw_partners,
-                         mix_batch, soft_target_kl)
+from asc.augment import (
+    a_weighting_db,
+    bc_gain_db,
+    bc_mix,
+    bc_mix_spectrogram,
+    bc_n_fft,
+    draw_partners,
+    mix_batch,
+    soft_target_kl,
+)
 
 
 def np_a_weight(freqs):

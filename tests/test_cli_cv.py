@@ -1,20 +1,13 @@
 """End to end: a one-epoch `asc cv` on a tiny config, as a user runs it."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-TINY = ["data.synthetic.n_classes=3", "data.synthetic.clips_per_class=6", "data.synthetic.n_folds=2",
-        "data.batch_size=6", "model.conv_channels=[4,8,8]", "model.rnn_hidden=8", "model.attention_dim=8",
-        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
-
-
-def asc(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "asc.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+from helpers.audio_trees import make_folder
+from helpers.cli import TINY, asc
+from helpers.wandb_offline import read_run
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +19,7 @@ def tiny_cv(tmp_path_factory):
     return root / "tiny", proc
 
 
+@pytest.mark.slow
 def test_results_json(tiny_cv):
     exp, proc = tiny_cv
     res = json.loads((exp / "results.json").read_text())
@@ -40,6 +34,7 @@ def test_results_json(tiny_cv):
     assert "mean±std" in proc.stdout and "bag-of-frames" in proc.stdout
 
 
+@pytest.mark.slow
 def test_run_artifacts(tiny_cv):
     exp, _ = tiny_cv
     assert "pooling: stap" in (exp / "config.yaml").read_text()
@@ -53,11 +48,10 @@ def test_run_artifacts(tiny_cv):
         assert (fold / "confusion.png").is_file() and (fold / "metrics.csv").is_file()
 
 
+@pytest.mark.slow
 def test_wandb_offline_runs(tiny_cv):
     """What W&B itself wrote: one run per fold plus an aggregate, all in the experiment's
     group, each fold's summary holding its test metrics, images as files."""
-    from wandb_offline import read_run
-
     exp, _ = tiny_cv
     runs = {}
     for run_dir in sorted((exp / "wandb").glob("offline-run-*")):
@@ -82,9 +76,8 @@ def test_wandb_offline_runs(tiny_cv):
     assert "mean/test/acc" in agg["summary"] and "std/test/acc" in agg["summary"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_folds(tiny_cv, tmp_path):
-    from wandb_offline import read_run
-
     exp, _ = tiny_cv
     before = set((exp / "wandb").glob("offline-run-*"))
     proc = asc("cv", "experiment.name=tiny", f"output_dir={exp.parent}", "logger.mode=offline",
@@ -99,12 +92,14 @@ def test_rerun_skips_finished_folds(tiny_cv, tmp_path):
         added[0]["id"]}
 
 
+@pytest.mark.slow
 def test_changed_config_is_refused(tiny_cv, tmp_path):
     exp, _ = tiny_cv
     proc = asc("cv", "experiment.name=tiny", f"output_dir={exp.parent}", "model.pooling=mean", *TINY, cwd=tmp_path)
     assert proc.returncode == 2 and "different config" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_unknown_fold(tmp_path):
     proc = asc("train", f"output_dir={tmp_path}", "cv.folds=[9]", *TINY, cwd=tmp_path)
     assert proc.returncode == 2 and "fold(s) [9] do not exist" in proc.stderr
@@ -112,10 +107,9 @@ def test_unknown_fold(tmp_path):
     assert proc.returncode == 2 and "fold(s) [9] do not exist" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_folder_of_recordings_end_to_end(tmp_path):
     """`asc cv data.name=folder` on recordings of mixed lengths (1-30 s), rates and channels."""
-    from datasets import make_folder
-
     data = tmp_path / "recordings"
     make_folder(data, per_class=4, seconds=(1.0, 30.0, 2.5, 7.0))
     proc = asc("cv", "data.name=folder", f"data.root={data}", "data.n_folds=2", "experiment.name=rec",
@@ -126,19 +120,17 @@ def test_folder_of_recordings_end_to_end(tmp_path):
     assert all(f["n_test"] == 6 and f["n_train"] + f["n_val"] == 6 for f in res["folds"])
 
 
-def test_data_check_report(tmp_path):
-    from datasets import make_folder
-    from test_files import make_bad_files
-
-    make_folder(tmp_path / "ok", per_class=3)
-    proc = asc("data", "check", "data.name=folder", f"data.root={tmp_path / 'ok'}", "data.n_folds=3", cwd=tmp_path)
+@pytest.mark.slow
+def test_data_check_report(tmp_path, data_tree):
+    ok = data_tree("folder", per_class=3)
+    proc = asc("data", "check", "data.name=folder", f"data.root={ok}", "data.n_folds=3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "9 files, 3 classes, 3 folds" in out and "problems: none" in out
     assert "sample rates:" in out and "channels:" in out and "durations: min 1.00 s" in out
     assert any(l.startswith("total") and l.split()[1:] == ["9", "3", "3", "3"] for l in out.splitlines())
-    make_bad_files(tmp_path / "bad")
-    proc = asc("data", "check", "data.name=folder", f"data.root={tmp_path / 'bad'}", cwd=tmp_path)
+    bad = data_tree("bad_files")
+    proc = asc("data", "check", "data.name=folder", f"data.root={bad}", cwd=tmp_path)
     assert proc.returncode == 1 and "problems (5):" in proc.stdout and "silent" in proc.stdout
     proc = asc("data", "check", "data.name=folder", f"data.root={tmp_path / 'missing'}", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: data.root") and "Traceback" not in proc.stderr

@@ -9,7 +9,8 @@ from asc.module import aggregate_segments
 
 def tiny_cfg(**extra):
     return load_config(overrides=["data.synthetic.n_classes=3", "data.synthetic.clips_per_class=6",
-                                  "data.synthetic.n_folds=2", "data.batch_size=4"] + [f"{k}={v}" for k, v in extra.items()])
+                                  "data.synthetic.n_folds=2", "data.batch_size=4"]
+                       + [f"{k}={v}" for k, v in extra.items()])
 
 
 def test_segments_cover_the_clip():

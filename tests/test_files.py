@@ -12,7 +12,15 @@ from asc.data import load_clipset
 from asc.data.audio import BadAudio, read_audio
 from asc.data.files import LITIS_CLASSES, litis_class
 from asc.errors import AscError
-from datasets import make_esc50, make_folder, make_litis, make_tau2020, make_tut2017, write_clip
+from helpers.audio_trees import (
+    make_bad_files,
+    make_esc50,
+    make_folder,
+    make_litis,
+    make_tau2020,
+    make_tut2017,
+    write_clip,
+)
 
 
 def cfg_for(name, root, *extra):
@@ -83,7 +91,7 @@ def test_esc50(tmp_path):
     spec = make_esc50(tmp_path)
     clips = load_clipset(cfg_for("esc50", tmp_path))
     assert clips.class_names == spec["cats"] and sorted(clips.folds) == [1, 2, 3]
-    for name, fold, target, cat in spec["rows"]:
+    for name, fold, target, _cat in spec["rows"]:
         i = clips.items.index(f"audio/{name}")
         assert clips.labels[i] == target
         assert i in clips.folds[fold][1] and all(i in clips.folds[k][0] for k in (1, 2, 3) if k != fold)
@@ -95,7 +103,7 @@ def test_folder_stratified_folds(tmp_path):
     clips = load_clipset(cfg_for("folder", tmp_path, "data.n_folds=3"))
     assert clips.class_names == sorted(spec["classes"]) and len(clips) == 18
     seen = []
-    for k, (tr, te) in clips.folds.items():
+    for tr, te in clips.folds.values():
         assert np.bincount(clips.labels[te], minlength=3).tolist() == [2, 2, 2]
         assert len(tr) + len(te) == 18
         seen += te.tolist()
@@ -189,24 +197,6 @@ def test_label_not_in_class_list(tmp_path):
     (tmp_path / "fold3026-matrices_Test.txt").write_text("1\n")
     with pytest.raises(AscError, match="'zoo1.wav' .* does not start with a LITIS class"):
         load_clipset(cfg_for("litis", tmp_path))
-
-
-def make_bad_files(root: Path) -> dict:
-    """One of each kind of broken file in a folder data set, beside good ones."""
-    make_folder(root, per_class=4)
-    d = root / "street"
-    sf.write(d / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
-    good = (d / "rec_0.wav").read_bytes()
-    (d / "truncated.wav").write_bytes(good[: len(good) // 3])
-    (d / "notaudio.wav").write_text("this is not audio\n" * 20)
-    sf.write(d / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
-    x = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
-    x[100] = np.nan
-    sf.write(d / "nan.wav", x, 16000, subtype="FLOAT")
-    weird = os.fsencode(d) + b"/caf\xe9-latin1.wav"  # not valid UTF-8: still read, shown escaped
-    write_clip(Path(os.fsdecode(weird)), 5, variant=0)
-    return {"bad": {"empty.wav": "empty", "truncated.wav": "truncated", "notaudio.wav": "not readable as audio",
-                    "silent.wav": "silent", "nan.wav": "NaN"}}
 
 
 def test_bad_files_error_names_each_file_and_the_fix(tmp_path):

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_cli_cv import TINY, asc
+from helpers.cli import TINY, asc
+from helpers.wandb_offline import read_run
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_same_folds_and_wandb_run(tmp_path):
     args = ["cv", "experiment.name=killed", f"output_dir={tmp_path}", "logger.mode=offline",
             *[a for a in TINY if not a.startswith("trainer.max_epochs")], "trainer.max_epochs=25"]
@@ -40,8 +42,6 @@ def test_killed_run_resumes_same_folds_and_wandb_run(tmp_path):
     first = res["folds"][0]
     assert first["wandb_run_id"] == run_id and first["resumed_from_epoch"] >= 0 and first["epochs"] == 25
     assert res["folds"][1]["resumed_from_epoch"] is None
-    from wandb_offline import read_run
-
     dirs = [d for d in (tmp_path / "killed" / "wandb").glob("offline-run-*") if d.name.endswith(run_id)]
     assert len(dirs) == 2  # the killed run and its continuation share the id
     finished = [read_run(d) for d in dirs]
@@ -50,6 +50,7 @@ def test_killed_run_resumes_same_folds_and_wandb_run(tmp_path):
     assert finished[0]["summary"]["test/acc"] == pytest.approx(first["test/acc"])
 
 
+@pytest.mark.slow
 def test_ddp_evaluation_counts_every_clip_once(tmp_path):
     """2 CPU processes with DDP; the test set (9 clips) is not a multiple of 2.  test/acc
     must equal a 1-process evaluation of the same checkpoint."""
@@ -80,6 +81,7 @@ def test_ddp_evaluation_counts_every_clip_once(tmp_path):
     assert len(runs) == 2  # the fold (rank 0 only) and the aggregate
 
 
+@pytest.mark.slow
 def test_local_sweep_writes_ranked_table(tmp_path):
     sweep = tmp_path / "grid.yaml"
     sweep.write_text("""

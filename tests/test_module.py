@@ -10,9 +10,7 @@ from asc.data import load_clipset
 from asc.data.datamodule import SceneDataModule
 from asc.features import LogSpectrogram
 from asc.module import SceneClassifier
-
-TINY = ["data.synthetic.n_classes=3", "data.synthetic.clips_per_class=6", "data.synthetic.n_folds=2",
-        "data.batch_size=6", "model.conv_channels=[4,8,8]", "model.rnn_hidden=8", "model.attention_dim=8"]
+from helpers.cli import TINY_MODEL as TINY
 
 
 class Spy(L.Callback):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from asc.config import load_config
 from asc.models import build_model
 from asc.models.pooling import SpatioTemporalAttentionPooling, build_pooling
-from asc.config import load_config
 
 B, T, D = 3, 11, 8
 

@@ -12,20 +12,18 @@ import torch
 
 from asc.attention import attention_in_events, event_frames
 from asc.errors import AscError
-from datasets import make_folder
-from test_cli_cv import TINY, asc
+from helpers.audio_trees import make_folder
+from helpers.cli import asc
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    proc = asc("train", "experiment.name=tiny", f"output_dir={root}", "logger.mode=disabled", *TINY, cwd=root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return root / "tiny" / "fold-1" / "checkpoints" / "best.ckpt"
+@pytest.fixture
+def checkpoint(trained_checkpoint):
+    return trained_checkpoint  # best.ckpt of `asc train` on the tiny config (tests/conftest.py)
 
 
+@pytest.mark.slow
 def test_predict_files_and_folders(checkpoint, tmp_path):
     make_folder(tmp_path / "in", per_class=2)  # mixed rates, channels, WAV and FLAC
     short = tmp_path / "short.wav"
@@ -57,6 +55,7 @@ def test_predict_files_and_folders(checkpoint, tmp_path):
     assert short_row["duration_s"] == 0.5 and short_row["segments"]["start_s"] == [0.0]
 
 
+@pytest.mark.slow
 def test_predict_long_file_in_batches(checkpoint, tmp_path):
     from asc.predict import load_model, predict_files
 
@@ -70,6 +69,7 @@ def test_predict_long_file_in_batches(checkpoint, tmp_path):
     assert row["segments"]["start_s"][-1] == 598.0
 
 
+@pytest.mark.slow
 def test_bad_checkpoints(checkpoint, tmp_path):
     from asc.predict import load_model
 
@@ -103,6 +103,7 @@ def test_attention_score_known_answer():
     assert attention_in_events(uniform, hop, []) is None
 
 
+@pytest.mark.slow
 def test_attention_command(checkpoint, tmp_path):
     proc = asc("attention", "--checkpoint", str(checkpoint), "--out", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -113,6 +114,7 @@ def test_attention_command(checkpoint, tmp_path):
     assert (tmp_path / "attention_scores.png").is_file() and "overall" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_export_matches_checkpoint(checkpoint, tmp_path, fmt):
     from asc.export import run_exported
@@ -132,6 +134,7 @@ def test_export_matches_checkpoint(checkpoint, tmp_path, fmt):
     np.testing.assert_allclose(run_exported(fmt, out, wave), want, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["attention_maps", "compare_runs"])
 def test_notebooks_run_top_to_bottom(checkpoint, tmp_path, name):
     import nbformat
@@ -153,6 +156,7 @@ def test_notebooks_run_top_to_bottom(checkpoint, tmp_path, name):
         assert "tiny" in text and "1 experiments" in text
 
 
+@pytest.mark.slow
 def test_checkpoint_found_by_wandb_run_id(checkpoint, monkeypatch):
     from asc.predict import resolve_checkpoint
 

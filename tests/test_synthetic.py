@@ -45,6 +45,7 @@ def test_hard_preset_is_longer_and_sparser():
     assert hard.event_snr_db < easy.event_snr_db
 
 
+@pytest.mark.slow
 def test_bag_of_frames_baseline_is_near_chance_on_the_default_set():
     """The default difficulty makes the task about finding events: a bag-of-frames
     classifier (logistic regression on the clip-mean log-Gammatone spectrum) must stay at

@@ -61,9 +61,11 @@ def check_dataset(data_cfg) -> tuple[str, int]:
              f"total {secs.sum() / 3600:.2f} h",
              (f"shorter than a segment ({seg_s} s, fed at their own length, padding masked): {segment_short}"
               if seg_s is not None else "segments: whole clips (data.segment_seconds=null)"),
-             "sample rates: " + ", ".join(f"{sr} Hz × {n}" for sr, n in sorted(Counter(i["sample_rate"] for i in good).items())),
+             "sample rates: " + ", ".join(f"{sr} Hz × {n}"
+                                          for sr, n in sorted(Counter(i["sample_rate"] for i in good).items())),
              "channels: " + ", ".join(f"{c} × {n}" for c, n in sorted(Counter(i["channels"] for i in good).items())),
-             "formats: " + ", ".join(f"{f} × {n}" for f, n in sorted(Counter(f"{i['format']}/{i['subtype']}" for i in good).items())),
+             "formats: " + ", ".join(
+                 f"{f} × {n}" for f, n in sorted(Counter(f"{i['format']}/{i['subtype']}" for i in good).items())),
              f"resampled on load to {data_cfg.sample_rate} Hz, mixed to mono", ""]
     for k, (tr, te) in folds.items():
         if np.intersect1d(tr, te).size:

@@ -1,4 +1,4 @@
-"""Loaders for data sets on disk, each in its official layout (DESIGN.md §3).
+"""Loaders for data sets on disk, each in its official layout (see README.md, *Real data sets*).
 
 Every loader parses its metadata into a :class:`Listing` (files, labels, folds); then
 :func:`finish` checks the files exist, decodes them through the audio cache, and applies

@@ -229,13 +229,6 @@ class SyntheticScenes:
         gain = 0.05 * 10 ** (rng.uniform(-10, 10) / 20)  # random overall level, ±10 dB
         return SyntheticClip((x * gain).astype(np.float32), label, events)
 
-    def waves(self) -> np.ndarray:
-        """All clips as one (n_clips, n_samples) float32 array."""
-        out = np.empty((len(self), self.n_samples), dtype=np.float32)
-        for i in range(len(self)):
-            out[i] = self[i].wave
-        return out
-
 
 def from_config(data_cfg) -> SyntheticScenes:
     """The generator described by ``data.sample_rate`` and ``data.synthetic.*``."""

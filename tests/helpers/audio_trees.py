@@ -106,3 +106,21 @@ def make_folder(root: Path, per_class: int = 6, seconds=(1.0,)) -> dict:
             v = 3 if ext == ".flac" else None
             write_clip(root / name / f"rec_{i}{ext}", 10 * c + i, seconds[i % len(seconds)], variant=v)
     return {"classes": classes}
+
+
+def make_bad_files(root: Path) -> dict:
+    """One of each kind of broken file in a folder data set, beside good ones."""
+    make_folder(root, per_class=4)
+    d = root / "street"
+    sf.write(d / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+    good = (d / "rec_0.wav").read_bytes()
+    (d / "truncated.wav").write_bytes(good[: len(good) // 3])
+    (d / "notaudio.wav").write_text("this is not audio\n" * 20)
+    sf.write(d / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    x = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    x[100] = np.nan
+    sf.write(d / "nan.wav", x, 16000, subtype="FLOAT")
+    weird = os.fsencode(d) + b"/caf\xe9-latin1.wav"  # not valid UTF-8: still read, shown escaped
+    write_clip(Path(os.fsdecode(weird)), 5, variant=0)
+    return {"bad": {"empty.wav": "empty", "truncated.wav": "truncated", "notaudio.wav": "not readable as audio",
+                    "silent.wav": "silent", "nan.wav": "NaN"}}

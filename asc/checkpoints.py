@@ -1,0 +1,133 @@
+"""Checkpoint schema versions and the migrations that upgrade older checkpoints on load.
+
+Every checkpoint the package writes carries ``checkpoint["asc_schema_version"]``
+(:data:`SCHEMA_VERSION`), set by :func:`stamp` from the LightningModule's
+``on_save_checkpoint``.  Checkpoints written before versions existed (main up to b6efd54)
+have no such key and count as version 0.
+
+On load, :func:`migrate` upgrades a checkpoint dict step by step to the current version
+(:data:`MIGRATIONS`) and renames config keys that have moved (:data:`RENAMED_KEYS`) in the
+config stored under ``hyper_parameters["cfg"]``.  The same table makes old key names work
+as aliases in YAML files and on the command line (:func:`rename_config_keys`, with a
+one-line notice).
+
+To rename a config key: add ``"old.dotted.key": "new.dotted.key"`` to
+:data:`RENAMED_KEYS`.  To change what a checkpoint holds (new or moved state): bump
+:data:`SCHEMA_VERSION` and add a function ``MIGRATIONS[old_version]`` that turns a
+checkpoint of ``old_version`` into one of ``old_version + 1``; the fixture checkpoint in
+tests/fixtures/ckpt_b6efd54/ must keep loading and predicting as before.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Mapping, Optional
+
+from asc.errors import AscError
+
+SCHEMA_VERSION = 1
+VERSION_KEY = "asc_schema_version"
+
+# Config keys renamed since checkpoints were first written: old dotted key -> new dotted key.
+# Old names keep working in checkpoints, YAML files and command-line overrides.
+RENAMED_KEYS: dict[str, str] = {}
+
+
+def _v0_to_v1(checkpoint: dict) -> dict:
+    """Unversioned (main up to b6efd54) -> 1: same contents, the version key is new."""
+    return checkpoint
+
+
+# MIGRATIONS[v] upgrades a checkpoint of schema version v to v + 1.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _v0_to_v1}
+
+
+def stamp(checkpoint: dict) -> None:
+    """Mark a checkpoint being saved with the current schema version (call from the
+    LightningModule's ``on_save_checkpoint``)."""
+    checkpoint[VERSION_KEY] = SCHEMA_VERSION
+
+
+def schema_version(checkpoint: Mapping) -> int:
+    """The schema version of a loaded checkpoint dict (0: written before versions existed)."""
+    version = checkpoint.get(VERSION_KEY, 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise AscError(f"checkpoint has an invalid {VERSION_KEY}: {version!r}")
+    return version
+
+
+def migrate(checkpoint: dict, renames: Optional[Mapping[str, str]] = None) -> dict:
+    """Upgrade a loaded checkpoint dict to :data:`SCHEMA_VERSION` (in place; also returned).
+
+    Applies :data:`MIGRATIONS` from the checkpoint's version on, then renames moved config
+    keys in ``hyper_parameters["cfg"]`` (``renames``: default :data:`RENAMED_KEYS`).
+    Raises :class:`AscError` for a checkpoint written by a newer version of asc.
+    """
+    version = schema_version(checkpoint)
+    if version > SCHEMA_VERSION:
+        raise AscError(f"checkpoint schema version {version} is newer than this asc reads ({SCHEMA_VERSION}); "
+                       "upgrade asc to load it")
+    while version < SCHEMA_VERSION:
+        checkpoint = MIGRATIONS[version](checkpoint)
+        version += 1
+        checkpoint[VERSION_KEY] = version
+    hp = checkpoint.get("hyper_parameters")
+    if isinstance(hp, dict) and isinstance(hp.get("cfg"), dict):
+        hp["cfg"] = rename_config_keys(hp["cfg"], "the checkpoint", renames, notice=None)
+    return checkpoint
+
+
+def _pop(tree: dict, path: list[str]) -> tuple[bool, Any]:
+    node = tree
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+        if node is None:
+            return False, None
+    if isinstance(node, dict) and path[-1] in node:
+        return True, node.pop(path[-1])
+    return False, None
+
+
+def _has(tree: Mapping, path: list[str]) -> bool:
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _put(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def _print_notice(line: str) -> None:
+    print(f"notice: {line}", file=sys.stderr)
+
+
+def rename_config_keys(cfg: dict, source: str, renames: Optional[Mapping[str, str]] = None,
+                       notice: Optional[Callable[[str], None]] = _print_notice) -> dict:
+    """Move every old key of ``renames`` (default :data:`RENAMED_KEYS`) found in the nested
+    dict ``cfg`` to its new place (in place; also returned).  ``source`` names where the
+    dict came from (a YAML file, "the command line") for the one-line ``notice`` printed per
+    renamed key; ``notice=None`` renames silently.  A dict holding both names is an error.
+
+    For a YAML or command-line layer (an OmegaConf DictConfig) before merging::
+
+        layer = OmegaConf.create(rename_config_keys(OmegaConf.to_container(layer), source))
+    """
+    table = RENAMED_KEYS if renames is None else renames
+    for old, new in table.items():
+        old_path, new_path = old.split("."), new.split(".")
+        if not _has(cfg, old_path):
+            continue
+        if _has(cfg, new_path):
+            raise AscError(f"{source} sets both {old!r} and its new name {new!r}; keep only {new!r}")
+        _, value = _pop(cfg, old_path)
+        _put(cfg, new_path, value)
+        if notice is not None:
+            notice(f"config key {old!r} in {source} is now called {new!r}; the old name still works for now")
+    return cfg

@@ -1,0 +1,19 @@
+"""The tiny experiment config of the tests and a runner for the ``asc`` command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# data and model small enough to train an epoch in seconds on a CPU
+TINY_MODEL = ["data.synthetic.n_classes=3", "data.synthetic.clips_per_class=6", "data.synthetic.n_folds=2",
+              "data.batch_size=6", "model.conv_channels=[4,8,8]", "model.rnn_hidden=8", "model.attention_dim=8"]
+# ... plus a one-epoch quiet trainer: what end-to-end CLI tests pass
+TINY = TINY_MODEL + ["trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                     "trainer.enable_model_summary=false"]
+
+
+def asc(*args, cwd) -> subprocess.CompletedProcess:
+    """Run ``python -m asc.cli *args`` in ``cwd`` as a user would; output captured as text."""
+    return subprocess.run([sys.executable, "-m", "asc.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)

@@ -141,7 +141,8 @@ def bench_training(device: torch.device, steps: int = 6, warmup: int = 2, precis
                     module, opt, random_batch = _training_setup(run_cfg, clips.class_names, device)
                     loader = torch.utils.data.DataLoader(
                         RandomCrops(clips, np.arange(len(clips)), module.segment), batch_size=batch, shuffle=True,
-                        collate_fn=Collate(False, module.segment or 0), num_workers=min(cfg.data.num_workers, 2), drop_last=True,
+                        collate_fn=Collate(False, module.segment or 0), num_workers=min(cfg.data.num_workers, 2),
+                        drop_last=True,
                         persistent_workers=cfg.data.num_workers > 0, pin_memory=device.type == "cuda")
                     for pipeline in (True, False):
                         rate = _train_rate(module, opt, loader, random_batch, device, precision, pipeline, steps,

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from asc.errors import AscError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERSION_KEY = "asc_schema_version"
 
 # Config keys renamed since checkpoints were first written: old dotted key -> new dotted key.
@@ -38,8 +38,26 @@ def _v0_to_v1(checkpoint: dict) -> dict:
     return checkpoint
 
 
+# Keys added in schema 2 (frame masks, augmentation stages, auxiliary max-pooling loss) and
+# the value that reproduces what a checkpoint of schema 1 or earlier was trained and built
+# with: the new defaults (e.g. max_aux_weight=1.0, which adds a classifier) must not apply.
+ADDED_IN_V2 = {"model.max_aux_weight": 0.0, "augment.gain_db": 0.0, "augment.roll": False,
+               "augment.freq_masks": 0, "augment.time_masks": 0}
+
+
+def _v1_to_v2(checkpoint: dict) -> dict:
+    """1 -> 2: the stored config gets the keys added in 2, at their pre-2 behaviour."""
+    hp = checkpoint.get("hyper_parameters")
+    if isinstance(hp, dict) and isinstance(hp.get("cfg"), dict):
+        for key, value in ADDED_IN_V2.items():
+            path = key.split(".")
+            if not _has(hp["cfg"], path):
+                _put(hp["cfg"], path, value)
+    return checkpoint
+
+
 # MIGRATIONS[v] upgrades a checkpoint of schema version v to v + 1.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _v0_to_v1}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _v0_to_v1, 1: _v1_to_v2}
 
 
 def stamp(checkpoint: dict) -> None:

@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("compare", help="paired difference of two experiments over (seed, fold), with a 90 %% "
                        "interval (Nadeau-Bengio corrected for LITIS's overlapping splits)")
-    p.add_argument("--a", nargs="+", required=True, help="experiment folders of side A (one per seed), e.g. runs/stap-s*")
+    p.add_argument("--a", nargs="+", required=True,
+                   help="experiment folders of side A (one per seed), e.g. runs/stap-s*")
     p.add_argument("--b", nargs="+", required=True, help="experiment folders of side B, same seeds and folds")
     p.add_argument("--metric", default="test/acc", help="a per-fold key of results.json (default test/acc)")
     p.add_argument("--level", type=float, default=0.90, help="interval coverage (default 0.90)")

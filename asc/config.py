@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from asc.checkpoints import rename_config_keys
 from asc.errors import AscError
 
 
@@ -278,6 +279,7 @@ def load_config(config_file: Optional[str | Path] = None, overrides: Optional[li
     if overrides:
         layers.append(("the command line", _parse_overrides(overrides)))
     for source, layer in layers:
+        layer = OmegaConf.create(rename_config_keys(OmegaConf.to_container(layer), source))
         try:
             # trainer is an open dict: replace it key by key rather than type-checking it
             cfg = OmegaConf.merge(cfg, layer)

@@ -20,6 +20,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from asc.augment import bc_mix_spectrogram, mix_batch, random_gain, roll_frames, soft_target_kl, spec_mask
+from asc.checkpoints import stamp as stamp_checkpoint
 from asc.data.datamodule import segment_samples, segment_starts
 from asc.features import BandStandardizer, LogSpectrogram, frame_mask, frame_params, n_frames
 from asc.models import build_model
@@ -80,6 +81,9 @@ class SceneClassifier(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(n)
         self.val_loss_mean = MeanMetric()
         self.test_rows: list[tuple[int, int, np.ndarray]] = []  # (clip id, true label, probabilities)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        stamp_checkpoint(checkpoint)
 
     # ---------------------------------------------------------------- features
     def features(self, wave: torch.Tensor) -> torch.Tensor:

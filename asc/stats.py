@@ -111,4 +111,5 @@ def format_comparison(name_a: str, name_b: str, r: dict) -> str:
     return (f"{r['metric']}: {name_a} {pct * r['mean_a']:.2f} vs {name_b} {pct * r['mean_b']:.2f}; "
             f"paired difference {pct * r['diff']:+.2f}{unit}, {int(100 * r['level'])} % interval "
             f"[{pct * r['low']:+.2f}, {pct * r['high']:+.2f}]{' (Nadeau-Bengio corrected)' if r['corrected'] else ''}, "
-            f"p = {r['p']:.3f}, {r['wins']} wins / {r['ties']} ties / {r['losses']} losses over {r['n']} (seed, fold) pairs")
+            f"p = {r['p']:.3f}, {r['wins']} wins / {r['ties']} ties / {r['losses']} losses "
+            f"over {r['n']} (seed, fold) pairs")

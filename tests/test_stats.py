@@ -1,0 +1,57 @@
+"""The paired-difference helper against scipy and a hand computation."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from asc.errors import AscError
+from asc.stats import compare_runs, format_comparison, paired_difference
+
+A = np.array([0.95, 0.90, 0.97, 0.93, 0.96, 0.91])
+B = np.array([0.93, 0.91, 0.94, 0.90, 0.95, 0.90])
+
+
+def test_uncorrected_matches_scipy_paired_t_test():
+    r = paired_difference(A, B, level=0.90)
+    t, p = sps.ttest_rel(A, B)
+    assert r["p"] == pytest.approx(p)
+    d = A - B
+    half = sps.t.ppf(0.95, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert (r["low"], r["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert (r["wins"], r["ties"], r["losses"]) == (5, 0, 1)
+
+
+def test_nadeau_bengio_correction_widens_the_interval():
+    """var = (1/J + n_test/n_train) s^2: with J = 6 and ratio 0.25 the standard error grows
+    by sqrt((1/6 + 0.25) / (1/6))."""
+    plain = paired_difference(A, B)
+    corrected = paired_difference(A, B, test_train_ratio=0.25)
+    assert corrected["se"] / plain["se"] == pytest.approx(np.sqrt((1 / 6 + 0.25) * 6))
+    assert corrected["p"] > plain["p"] and corrected["corrected"]
+
+
+def _run(tmp_path, name, seed, accs, data="folder"):
+    d = tmp_path / name
+    d.mkdir()
+    folds = [{"fold": k + 1, "test/acc": a, "n_train": 160, "n_val": 20, "n_test": 45} for k, a in enumerate(accs)]
+    (d / "results.json").write_text(json.dumps({"folds": folds, "config": {"seed": seed, "data": {"name": data}}}))
+    return str(d)
+
+
+def test_compare_runs_pairs_by_seed_and_fold(tmp_path):
+    a = [_run(tmp_path, "a0", 0, A[:3]), _run(tmp_path, "a1", 1, A[3:])]
+    b = [_run(tmp_path, "b1", 1, B[3:]), _run(tmp_path, "b0", 0, B[:3])]  # order does not matter
+    r = compare_runs(a, b)
+    assert r["n"] == 6 and r["diff"] == pytest.approx((A - B).mean()) and not r["corrected"]
+    assert "+1.50 points" in format_comparison("a", "b", r)  # (2 - 1 + 3 + 3 + 1 + 1) / 6 points
+    litis = compare_runs([_run(tmp_path, "l0", 0, A[:3], "litis")], [_run(tmp_path, "m0", 0, B[:3], "litis")])
+    assert litis["corrected"]  # overlapping random splits: corrected by default
+
+
+def test_compare_runs_refuses_unpaired_input(tmp_path):
+    with pytest.raises(AscError, match="in common"):
+        compare_runs([_run(tmp_path, "a", 0, A[:3])], [_run(tmp_path, "b", 1, B[:3])])
+    with pytest.raises(AscError, match="not found"):
+        compare_runs([str(tmp_path / "missing")], [_run(tmp_path, "c", 0, B[:3])])

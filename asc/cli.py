@@ -42,8 +42,10 @@ def _quiet() -> None:
 def cmd_cv(args, only_first: bool = False) -> int:
     from asc.config import load_config
     from asc.experiment import run_cv
+    from asc.sweep import agent_overrides
 
-    cfg = load_config(args.config, args.overrides)
+    # under `wandb agent`: this run's own experiment name, from its sweep parameters
+    cfg = load_config(args.config, list(args.overrides) + agent_overrides(args.config, args.overrides))
     run_cv(cfg, only_first=only_first)
     return 0
 
@@ -95,8 +97,10 @@ def cmd_sweep(args) -> int:
     if not args.local:
         raise AscError(f"online sweeps run through W&B: `wandb sweep {args.file}` then `wandb agent <sweep id>`; "
                        "add --local to expand and run the sweep here without W&B servers")
-    run_local(args.file, args.count, args.overrides)
-    return 0
+    if args.count is not None and args.count < 1:
+        raise AscError(f"--count {args.count}: give at least 1 run (or leave --count out for the whole sweep)")
+    _, failed = run_local(args.file, args.count, args.overrides)
+    return 1 if failed else 0
 
 
 def cmd_predict(args) -> int:

@@ -24,6 +24,10 @@ from asc.errors import AscError
 class ExperimentConfig:
     name: str = "default"  # runs land in <output_dir>/<name>/; also the W&B group
     tags: List[str] = field(default_factory=list)  # W&B tags
+    # Set by a sweep file's command (experiment.sweep=<sweep name>): the run belongs to that
+    # sweep; under `wandb agent` experiment.name is then <sweep>/<parameters>-<hash>, as with
+    # `asc sweep --local`, and the W&B runs are tagged sweep:<name>.
+    sweep: Optional[str] = None
 
 
 @dataclass

@@ -72,6 +72,18 @@ def _comparable(cfg_dict: dict) -> dict:
     return OmegaConf.to_container(c)
 
 
+def conflict_message(cfg: DictConfig, exp_dir: Path) -> str:
+    """The error for a folder that holds the same experiment name with another config, with
+    advice that works: a sweep run's name is derived from its parameters, so a new
+    experiment.name would be replaced again."""
+    head = f"{exp_dir} already holds experiment {cfg.experiment.name!r} run with a different config"
+    if cfg.experiment.sweep:
+        return (f"{head} (sweep {cfg.experiment.sweep!r}: the run's folder is named after its parameters, so the "
+                "other settings changed); run the sweep into another folder with output_dir=<new folder> (in the "
+                f"sweep file's command for wandb agent), rename the sweep, or delete {exp_dir} to start that run over")
+    return f"{head}; pick a new experiment.name=..., or delete that folder to start over"
+
+
 def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
     """Create the experiment folder and write config.yaml; refuse to mix a different
     config into an existing experiment's folds."""
@@ -80,10 +92,7 @@ def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
     if cfg_path.exists():
         old = to_dict(OmegaConf.load(cfg_path))
         if _comparable(old) != _comparable(to_dict(cfg)):
-            raise AscError(
-                f"{exp_dir} already holds experiment {cfg.experiment.name!r} run with a different config; "
-                "pick a new experiment.name=..., or delete that folder to start over"
-            )
+            raise AscError(conflict_message(cfg, exp_dir))
     if is_rank_zero:
         exp_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cfg_path, to_yaml(cfg))

@@ -51,6 +51,23 @@ def stored_run_id(id_file: Path) -> str:
     return id_file.read_text().strip()
 
 
+MODEL_TAGS = {"crnn", "cnn", "stap", "temporal", "spatial", "mean", "max"}
+MIX_TAGS = {"bc", "bc_spec", "mixup", "none"}
+
+
+def run_tags(cfg) -> list[str]:
+    """W&B tags of a run: the configured tags without those naming another model or mixing
+    than the run's own (a sweep over demo.yaml inherits its ``stap``/``bc`` tags), and for
+    a sweep run ``sweep:<name>``, ``model:<variant>`` and ``mix:<mix>`` from the resolved
+    config."""
+    variant = "cnn" if cfg.model.name == "cnn" else cfg.model.pooling
+    own = {cfg.model.name, variant, cfg.augment.mix}
+    tags = [str(t) for t in cfg.experiment.tags if not (t in MODEL_TAGS | MIX_TAGS and t not in own)]
+    if cfg.experiment.sweep:
+        tags += [f"sweep:{cfg.experiment.sweep}", f"model:{variant}", f"mix:{cfg.augment.mix}"]
+    return list(dict.fromkeys(tags))
+
+
 SWEEP_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
 
 
@@ -71,7 +88,7 @@ def wandb_logger(cfg, exp_dir: Path, name: str, job_type: str, run_id: str, conf
     os.environ.setdefault("WANDB_CONSOLE", "off")  # keep stdout ours; metrics still logged
     log_model = bool(cfg.logger.log_model) and mode == "online"
     return WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, name=name, group=cfg.experiment.name,
-                       job_type=job_type, tags=list(cfg.experiment.tags), save_dir=str(exp_dir), id=run_id,
+                       job_type=job_type, tags=run_tags(cfg), save_dir=str(exp_dir), id=run_id,
                        mode=mode, config=config, log_model=log_model, resume="allow")
 
 
@@ -95,15 +112,26 @@ def aggregate_run(cfg, exp_dir: Path, results: dict, sweep_env: dict | None = No
     import wandb
 
     os.environ.update(sweep_env or {})
-    # under an agent the sweep names the run; otherwise a re-run updates the same one
-    run_id = None if sweep_env else stored_run_id(exp_dir / "aggregate_wandb_run_id")
+    # under an agent the sweep names the run (passed explicitly: W&B read the environment
+    # when the fold runs started, without the agent's variables); otherwise a re-run
+    # updates the same one
+    settings = {}
+    if sweep_env and sweep_env.get("WANDB_RUN_ID"):
+        run_id, resume = sweep_env["WANDB_RUN_ID"], None
+        settings = {k: sweep_env[v] for k, v in (("sweep_id", "WANDB_SWEEP_ID"),
+                                                  ("sweep_param_path", "WANDB_SWEEP_PARAM_PATH")) if v in sweep_env}
+    else:
+        run_id, resume = stored_run_id(exp_dir / "aggregate_wandb_run_id"), "allow"
     try:
         run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.experiment.name,
                          job_type="aggregate", name=f"{cfg.experiment.name}/aggregate", dir=str(exp_dir),
-                         tags=list(cfg.experiment.tags), mode=mode, config=results.get("config", {}),
-                         id=run_id, resume="allow" if run_id else None, reinit="finish_previous")
+                         tags=run_tags(cfg), mode=mode, config=results.get("config", {}),
+                         id=run_id, resume=resume, reinit="finish_previous", settings=wandb.Settings(**settings))
     except Exception as e:  # noqa: BLE001 - a tracking failure must not lose the results
         raise AscError(f"could not start the W&B aggregate run ({e}); results are safe in {exp_dir}") from None
+    from asc.sweep import with_val_metrics
+
+    results = with_val_metrics(results, exp_dir)  # the sweep metric mean/val/acc, with test beside
     folds = results["folds"]
     keys = sorted({k for row in folds for k in row if isinstance(row[k], (int, float))})
     table = wandb.Table(columns=keys, data=[[row.get(k) for k in keys] for row in folds])

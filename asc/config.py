@@ -174,6 +174,68 @@ def _trainer_keys() -> set[str]:
     return set(inspect.signature(Trainer.__init__).parameters) - {"self"}
 
 
+# Trainer arguments asc sets itself: a value from the config would clash with them.
+TRAINER_RESERVED = {
+    "logger": "asc sets the loggers itself (metrics.csv and W&B); use logger.mode=disabled to turn W&B off",
+    "callbacks": "asc adds its own checkpoint and attention-picture callbacks",
+    "plugins": "asc sets its own checkpoint writer",
+    "default_root_dir": "asc writes each fold under <output_dir>/<experiment>/fold-<k>/",
+}
+
+
+def _fits(value, annotation) -> bool:
+    """Whether a plain config value (None, bool, int, float, str, list, dict) fits a type
+    annotation of lightning.Trainer; object types (a Callback, a Logger) never fit."""
+    import typing
+    from collections.abc import Iterable
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if origin is typing.Union:
+        return any(_fits(value, a) for a in args)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, Iterable):
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value) if args else isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict)
+    return False
+
+
+def validate_trainer(trainer: dict) -> None:
+    """Check ``trainer.*`` values against lightning.Trainer's signature and asc's needs,
+    before anything is written (a bad value must not leave a config.yaml behind)."""
+    import typing
+
+    from lightning import Trainer
+
+    hints = typing.get_type_hints(Trainer.__init__)
+    for key, value in trainer.items():
+        if key in TRAINER_RESERVED:
+            raise AscError(f"trainer.{key} cannot be set: {TRAINER_RESERVED[key]}")
+        if key in hints and not _fits(value, hints[key]):
+            wanted = str(hints[key]).replace("typing.", "").replace("NoneType", "None")
+            raise AscError(f"trainer.{key}={value!r} does not fit lightning.Trainer's {key}: {wanted}")
+    if trainer.get("enable_checkpointing") is False:
+        raise AscError("trainer.enable_checkpointing=false cannot work: asc needs last.ckpt to resume a fold and "
+                       "best.ckpt to test it; leave the key out")
+    if trainer.get("fast_dev_run"):
+        raise AscError("trainer.fast_dev_run writes no checkpoints, which asc tests from; for a quick check use "
+                       "trainer.max_epochs=1 trainer.limit_train_batches=2")
+    for key, low in (("max_epochs", 1), ("min_epochs", 0), ("check_val_every_n_epoch", 1)):
+        if trainer.get(key) is not None and trainer[key] < low:
+            raise AscError(f"trainer.{key}={trainer[key]} must be at least {low}")
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Check values the type system cannot; raise AscError naming the key."""
     for key, allowed in CHOICES.items():
@@ -208,6 +270,7 @@ def validate(cfg: DictConfig) -> DictConfig:
             f"unknown trainer key(s): {', '.join(sorted('trainer.' + k for k in unknown))}; "
             "trainer.* keys are passed to lightning.Trainer (see its documentation)"
         )
+    validate_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
     folds = cfg.cv.folds
     if folds is not None and (not isinstance(folds, (list, ListConfig)) or len(folds) == 0):
         raise AscError(f"cv.folds={folds!r} must be a non-empty list like [1,2] or null for all folds")

@@ -72,6 +72,12 @@ def _comparable(cfg_dict: dict) -> dict:
     return OmegaConf.to_container(c)
 
 
+def has_trained(exp_dir: Path) -> bool:
+    """Whether any fold of the experiment has a checkpoint or a result: until then its
+    config.yaml protects nothing, and a corrected command may replace it."""
+    return any(exp_dir.glob("fold-*/result.json")) or any(exp_dir.glob("fold-*/checkpoints/*.ckpt"))
+
+
 def conflict_message(cfg: DictConfig, exp_dir: Path) -> str:
     """The error for a folder that holds the same experiment name with another config, with
     advice that works: a sweep run's name is derived from its parameters, so a new
@@ -89,7 +95,7 @@ def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
     config into an existing experiment's folds."""
     exp_dir = experiment_dir(cfg)
     cfg_path = exp_dir / "config.yaml"
-    if cfg_path.exists():
+    if cfg_path.exists() and has_trained(exp_dir):
         old = to_dict(OmegaConf.load(cfg_path))
         if _comparable(old) != _comparable(to_dict(cfg)):
             raise AscError(conflict_message(cfg, exp_dir))

@@ -17,6 +17,13 @@ RESUME_HINT = ("finished folds and the last checkpoint (at most one epoch old) a
                "again to resume")
 
 
+def _command_line() -> str:
+    """This command as the user can type it again."""
+    import shlex
+
+    return " ".join(["asc", *map(shlex.quote, sys.argv[1:])])
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="YAML config merged over the defaults (e.g. experiments/demo.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_epochs=5")
@@ -220,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {RESUME_HINT}", file=sys.stderr)
+        print(f"\ninterrupted: {RESUME_HINT}: {_command_line()}", file=sys.stderr)
         return 130
     except SystemExit as e:
         if type(e).__name__ == "SIGTERMException":  # Lightning stops the fit loop on SIGTERM
-            print(f"\nstopped by SIGTERM: {RESUME_HINT}", file=sys.stderr)
+            print(f"\nstopped by SIGTERM: {RESUME_HINT}: {_command_line()}", file=sys.stderr)
             return 143
         raise
 

@@ -9,6 +9,7 @@ rewritten atomically after every fold.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -113,17 +114,29 @@ def attention_clip_ids(clips: ClipSet, indices: np.ndarray, per_class: int) -> l
     return chosen
 
 
+@contextlib.contextmanager
+def interruptible(trainer):
+    """Lightning answers Ctrl-C by cleaning up and calling ``sys.exit(1)``: turn that back
+    into a KeyboardInterrupt, so that the command line says how to resume (exit 130)."""
+    try:
+        yield
+    except SystemExit as e:
+        if type(e) is SystemExit and trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict | None:
     """Train, select by val/acc and test one fold.  Returns the fold's result row (None on
     ranks other than 0)."""
     import lightning as L
     from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from asc.data.datamodule import SceneDataModule
     from asc.module import SceneClassifier
-    from asc.tracking import AtomicCheckpointIO, AttentionPictures, finish_fold_logging, stored_run_id, wandb_logger
+    from asc.tracking import (AtomicCheckpointIO, AttentionPictures, ResumableCSVLogger, WandbSteps,
+                              finish_fold_logging, stored_run_id, wandb_logger)
 
     fold_dir = exp_dir / f"fold-{fold}"
     run_id = None
@@ -134,7 +147,9 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     dm = SceneDataModule(clips, fold, cfg.data)
     module = SceneClassifier(to_dict(cfg), clips.class_names, fold)
-    loggers = [CSVLogger(save_dir=str(fold_dir), name="", version="")]
+    last = fold_dir / "checkpoints" / "last.ckpt"
+    resumed_from = checkpoint_epoch(last)
+    loggers = [ResumableCSVLogger(str(fold_dir), resumed_from)]
     wb = wandb_logger(cfg, exp_dir, f"{cfg.experiment.name}/fold-{fold}", f"fold-{fold}", run_id,
                       {**to_dict(cfg), "fold": fold, **dm.sizes})
     if wb is not None:
@@ -150,16 +165,21 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
                                  fold_dir / "attention", cfg.logger.attention_every_n_epochs)
     trainer_kwargs = {"log_every_n_steps": 5, **to_dict(cfg)["trainer"]}
     callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
+    if wb is not None:
+        steps = WandbSteps(wb, fold_dir / "wandb_step")
+        callbacks.append(steps)
+        if resumed_from is not None:
+            steps.continue_run()
     trainer = L.Trainer(logger=loggers, callbacks=callbacks, default_root_dir=str(fold_dir),
                         plugins=[AtomicCheckpointIO()], **trainer_kwargs)
-    last = fold_dir / "checkpoints" / "last.ckpt"
-    resumed_from = checkpoint_epoch(last)
     if resumed_from is not None:
         print(f"fold {fold}: resuming from {last} (epoch {resumed_from}), W&B run {run_id}")
     started = time.time()
-    trainer.fit(module, dm, ckpt_path=str(last) if resumed_from is not None else None, weights_only=True)
+    with interruptible(trainer):
+        trainer.fit(module, dm, ckpt_path=str(last) if resumed_from is not None else None, weights_only=True)
     best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else str(last)
-    metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+    with interruptible(trainer):
+        metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
     if not trainer.is_global_zero:
         return None
     cm = module.test_confusion_matrix

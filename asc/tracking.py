@@ -11,7 +11,8 @@ from pathlib import Path
 
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from asc.errors import AscError
 
@@ -142,6 +143,82 @@ def aggregate_run(cfg, exp_dir: Path, results: dict, sweep_env: dict | None = No
         run.summary[f"std/{k}"] = v
     run.summary["n_folds"] = len(folds)
     run.finish()
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; this one keeps it, drops the
+    rows of epochs after ``keep_through_epoch`` (logged after the checkpoint a resumed
+    fold starts from, and done again), and appends."""
+
+    def __init__(self, log_dir: str, keep_through_epoch: int | None):
+        self.keep_through_epoch = keep_through_epoch
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        import csv
+
+        path = Path(self.metrics_file_path)
+        if self.keep_through_epoch is None or not path.is_file():
+            if path.is_file():
+                path.unlink()  # a fold that starts over starts a new file
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys, rows = list(reader.fieldnames or []), list(reader)
+        rows = [r for r in rows if not r.get("epoch") or float(r["epoch"]) <= self.keep_through_epoch]
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = sorted(keys)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``fold-<k>/metrics.csv`` that a resumed fold appends to (see :class:`_AppendingWriter`)."""
+
+    def __init__(self, save_dir: str, resumed_from_epoch: int | None):
+        super().__init__(save_dir=save_dir, name="", version="")
+        self._keep_through_epoch = resumed_from_epoch
+
+    @property
+    def experiment(self):
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(self.log_dir, self._keep_through_epoch)
+        return self._experiment
+
+
+class WandbSteps(Callback):
+    """Keeps the W&B step count of a fold's run in ``fold-<k>/wandb_step`` (at every epoch
+    start and end, at the end of fit and test, and on an interruption), so that a resumed fold, which continues the
+    same run id in a new offline folder, goes on counting instead of starting ``_step`` at
+    0 again (syncing both folders then adds to the history instead of overwriting it)."""
+
+    def __init__(self, logger: WandbLogger, step_file: Path):
+        self.logger, self.step_file = logger, Path(step_file)
+
+    def continue_run(self) -> None:
+        """Call before training: move the run's step past what the earlier part logged."""
+        if self.step_file.is_file():
+            try:
+                step = int(self.step_file.read_text().strip())
+            except ValueError:
+                return
+            self.logger.experiment.log({}, step=step, commit=False)
+
+    def record(self, trainer, *_) -> None:
+        if not trainer.is_global_zero:
+            return
+        from asc.experiment import write_text_atomic
+
+        try:
+            write_text_atomic(self.step_file, str(self.logger.experiment.step))
+        except Exception:  # noqa: BLE001 - e.g. W&B's service already gone on Ctrl-C: keep the last count
+            pass
+
+    # the start of an epoch follows every log of the one before; a fold killed mid-epoch
+    # resumes from that epoch's start and logs it again under the same steps
+    on_train_epoch_start = on_train_epoch_end = on_fit_end = on_test_end = on_exception = record
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -118,7 +118,11 @@ def cmd_predict(args) -> int:
     rows = predict_files(model, files, Path(args.out), args.top_k, args.attention, args.batch_segments)
     print(summary(rows))
     print(f"predictions: {Path(args.out) / 'predictions.csv'} and predictions.json")
-    return 0
+    failed = sum(r["status"] != "ok" for r in rows)
+    if failed:
+        print(f"error: {failed} of {len(rows)} files could not be classified (reasons in predictions.csv)",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_attention(args) -> int:

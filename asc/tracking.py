@@ -244,7 +244,7 @@ class AttentionPictures(Callback):
     def render(self, trainer, module, tag: str) -> None:
         if not trainer.is_global_zero or not self.clip_ids:
             return
-        from asc.viz import attention_figure, save
+        from asc.viz import attention_figure, picture_name, save
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         hop_s = module.frontend.hop / module.sample_rate
@@ -261,7 +261,8 @@ class AttentionPictures(Callback):
             if isinstance(lg, WandbLogger):
                 log_images(lg, "test/attention" if tag == "test" else "val/attention", figs, captions)
         for i, fig in zip(self.clip_ids, figs):
-            save(fig, self.out_dir / f"{tag}-{Path(self.clips.items[i]).stem}.png")
+            true = self.clips.class_names[self.clips.labels[i]]
+            save(fig, self.out_dir / picture_name(self.clips.items[i], true, f"{tag}-"))
 
     def on_validation_epoch_end(self, trainer, module) -> None:
         if self.every and not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every == 0:

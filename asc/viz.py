@@ -38,7 +38,8 @@ def attention_figure(analysis: dict, hop_seconds: float, title: str = "", events
     if has_attn:
         a = analysis["temporal"]
         ax_t.fill_between(times[: len(a)], a, color="tab:orange", alpha=0.6, step="mid")
-        ax_t.axhline(1.0 / len(a), color="grey", lw=0.8, ls="--", label="uniform")
+        # each segment's attention sums to 1 over its own frames: uniform is 1/(frames in a segment)
+        ax_t.axhline(analysis.get("uniform", 1.0 / len(a)), color="grey", lw=0.8, ls="--", label="uniform")
         ax_t.legend(loc="upper right", fontsize=7)
     ax_t.set_xlabel("time (s)")
     ax_t.set_ylabel("temporal\nattention")
@@ -87,6 +88,21 @@ def confusion_figure(cm: np.ndarray, class_names: list[str], title: str = ""):
                             color="white" if rates[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     return fig
+
+
+def picture_name(item, class_name: str, prefix: str = "") -> str:
+    """A PNG name unique per clip: ``<prefix><stem>-<class>-<hash>.png``, the hash (6 hex
+    digits) of the clip's path as given, so that ``a/rec001.wav`` and ``b/rec001.wav``
+    (or a folder data set's repeated names) do not overwrite each other."""
+    import hashlib
+    import os
+    import re
+    from pathlib import PurePath
+
+    path = os.fsdecode(item)
+    digest = hashlib.sha1(path.encode("utf-8", "backslashreplace")).hexdigest()[:6]
+    safe = lambda text: re.sub(r"[^\w.+-]", "_", text)  # noqa: E731
+    return f"{prefix}{safe(PurePath(path).stem)}-{safe(class_name)}-{digest}.png"
 
 
 def save(fig, path) -> None:

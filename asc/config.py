@@ -58,7 +58,7 @@ class DataConfig:
     n_folds: int = 5  # folds made for data sets without official ones (folder)
     fold_seed: int = 0  # seed of those folds and of the validation carve-out
     on_bad_file: str = "error"  # error | skip
-    cache_dir: Optional[str] = None  # decoded-audio cache; None: <root>/.asc_cache
+    cache_dir: Optional[str] = None  # decoded-audio cache; None: $XDG_CACHE_HOME/asc (~/.cache/asc)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -295,6 +295,13 @@ def _friendly(e: OmegaConfBaseException, source: str) -> AscError:
     return AscError(f"bad value for {key!r} in {source}: {msg}")
 
 
+def _single_fold_as_list(layer: DictConfig) -> None:
+    """``cv.folds=1`` means ``cv.folds=[1]`` (OmegaConf would refuse an int for a list)."""
+    folds = OmegaConf.select(layer, "cv.folds", default=None)
+    if isinstance(folds, int) and not isinstance(folds, bool):
+        layer.cv.folds = [folds]
+
+
 def load_config(config_file: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> DictConfig:
     """Schema defaults <- YAML file <- ``key=value`` overrides, then validation."""
     cfg = OmegaConf.structured(Config)
@@ -310,6 +317,7 @@ def load_config(config_file: Optional[str | Path] = None, overrides: Optional[li
     if overrides:
         layers.append(("the command line", _parse_overrides(overrides)))
     for source, layer in layers:
+        _single_fold_as_list(layer)
         try:
             # trainer is an open dict: replace it key by key rather than type-checking it
             cfg = OmegaConf.merge(cfg, layer)

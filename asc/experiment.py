@@ -161,8 +161,9 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
                                 every_n_epochs=1, enable_version_counter=False)
     best_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
                                 enable_version_counter=False) if has_val else None
-    pictures = AttentionPictures(clips, attention_clip_ids(clips, dm.test_idx, cfg.logger.attention_clips_per_class),
-                                 fold_dir / "attention", cfg.logger.attention_every_n_epochs)
+    per_class = cfg.logger.attention_clips_per_class
+    pictures = AttentionPictures(clips, attention_clip_ids(clips, dm.test_idx, per_class), fold_dir / "attention",
+                                 cfg.logger.attention_every_n_epochs, attention_clip_ids(clips, dm.val_idx, per_class))
     trainer_kwargs = {"log_every_n_steps": 5, **to_dict(cfg)["trainer"]}
     callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
     if wb is not None:

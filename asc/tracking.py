@@ -80,6 +80,21 @@ def hold_sweep_env() -> dict:
     return {k: os.environ.pop(k) for k in SWEEP_ENV if k in os.environ}
 
 
+class FoldWandbLogger(WandbLogger):
+    """Lightning's WandbLogger, minus two annoyances: it passes ``anonymous=None`` to
+    wandb.init, which W&B answers with "The anonymous setting has no effect" on every run;
+    and it logs the module's hyperparameters (the whole config again, under ``cfg``) into
+    a W&B config that already holds the resolved config from wandb.init."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
+    def log_hyperparams(self, params) -> None:  # noqa: D102 - the config went to wandb.init
+        return None
+
+
 def wandb_logger(cfg, exp_dir: Path, name: str, job_type: str, run_id: str, config: dict):
     """A Lightning WandbLogger for one fold (or None when logging is disabled)."""
     mode = resolve_mode(cfg.logger.mode)
@@ -88,7 +103,7 @@ def wandb_logger(cfg, exp_dir: Path, name: str, job_type: str, run_id: str, conf
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")  # keep stdout ours; metrics still logged
     log_model = bool(cfg.logger.log_model) and mode == "online"
-    return WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, name=name, group=cfg.experiment.name,
+    return FoldWandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, name=name, group=cfg.experiment.name,
                        job_type=job_type, tags=run_tags(cfg), save_dir=str(exp_dir), id=run_id,
                        mode=mode, config=config, log_model=log_model, resume="allow")
 
@@ -235,21 +250,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class AttentionPictures(Callback):
     """Attention pictures of a fixed set of clips, saved as PNG under ``out_dir`` and
-    logged to W&B, every ``every_n_epochs`` validation epochs (0: never) and at test time.
-    Rank 0 only."""
+    logged to W&B: of validation clips (``val_clip_ids``) every ``every_n_epochs``
+    validation epochs (0: never), as ``val/attention``, and of test clips (``clip_ids``)
+    at test time, as ``test/attention``.  Rank 0 only."""
 
-    def __init__(self, clips, clip_ids: list[int], out_dir: Path, every_n_epochs: int = 0):
+    def __init__(self, clips, clip_ids: list[int], out_dir: Path, every_n_epochs: int = 0,
+                 val_clip_ids: list[int] | None = None):
         self.clips, self.clip_ids, self.out_dir, self.every = clips, clip_ids, Path(out_dir), every_n_epochs
+        # pictures during training (val/attention) show validation clips, never test clips
+        self.val_clip_ids = list(val_clip_ids or [])
 
     def render(self, trainer, module, tag: str) -> None:
-        if not trainer.is_global_zero or not self.clip_ids:
+        clip_ids = self.clip_ids if tag == "test" else self.val_clip_ids
+        if not trainer.is_global_zero or not clip_ids:
             return
         from asc.viz import attention_figure, picture_name, save
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         hop_s = module.frontend.hop / module.sample_rate
         figs, captions = [], []
-        for i in self.clip_ids:
+        for i in clip_ids:
             analysis = module.analyse_clip(self.clips.audio.get(i))
             true = self.clips.class_names[self.clips.labels[i]]
             pred = self.clips.class_names[int(analysis["probs"].argmax())]
@@ -260,7 +280,7 @@ class AttentionPictures(Callback):
         for lg in trainer.loggers:
             if isinstance(lg, WandbLogger):
                 log_images(lg, "test/attention" if tag == "test" else "val/attention", figs, captions)
-        for i, fig in zip(self.clip_ids, figs):
+        for i, fig in zip(clip_ids, figs):
             true = self.clips.class_names[self.clips.labels[i]]
             save(fig, self.out_dir / picture_name(self.clips.items[i], true, f"{tag}-"))
 

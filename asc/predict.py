@@ -27,7 +27,8 @@ def load_model(checkpoint: str | Path, device: str = "auto"):
     path = resolve_checkpoint(checkpoint)
     not_torch = checkpoint_file_problem(path)
     if not_torch:
-        raise AscError(f"{display_name(path)!r} is not a PyTorch checkpoint: {not_torch}; use a .ckpt written by "
+        raise AscError(f"{display_name(path)!r} is not a loadable weights-only PyTorch checkpoint: {not_torch}; "
+                       "use a .ckpt written by "
                        "`asc train` or `asc cv` (<output_dir>/<experiment>/fold-<k>/checkpoints/best.ckpt)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -17,7 +17,7 @@ def test_text_file_or_pickled_objects_as_checkpoint(tmp_path):
     from asc.predict import load_model
 
     (tmp_path / "notes.ckpt").write_text("epoch 12: acc 0.93\nlooks good\n")
-    with pytest.raises(AscError, match=r"is not a PyTorch checkpoint: it is a text file \(starting 'epoch 12"):
+    with pytest.raises(AscError, match=r"is not a loadable weights-only PyTorch checkpoint: it is a text file \(starting 'epoch 12"):
         load_model(tmp_path / "notes.ckpt")
     (tmp_path / "empty.ckpt").write_bytes(b"")
     with pytest.raises(AscError, match="the file is empty"):

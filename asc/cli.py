@@ -1,4 +1,5 @@
-"""Command line: ``asc train | cv | sweep | predict | attention | export | bench | data check | synth | baseline``.
+"""Command line: ``asc train | cv | sweep | predict | attention | export | bench | data check | synth | baseline |
+config show``.
 
 Every command that runs an experiment takes ``[--config FILE] [key=value ...]``.  User
 mistakes (unknown keys, missing folders, bad files) print one ``error:`` line and exit 2.
@@ -54,6 +55,14 @@ def cmd_cv(args, only_first: bool = False) -> int:
     # under `wandb agent`: this run's own experiment name, from its sweep parameters
     cfg = load_config(args.config, list(args.overrides) + agent_overrides(args.config, args.overrides))
     run_cv(cfg, only_first=only_first)
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from asc.config import load_config
+    from asc.config_show import show
+
+    print(show(load_config(args.config, args.overrides)))
     return 0
 
 
@@ -208,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "channels, every problem file (exit status 1 when there are problems)")
     _config_args(p)
     p.set_defaults(func=cmd_data_check)
+    p = sub.add_parser("config", help="config tools")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    p = config_sub.add_parser("show", help="print the resolved config (defaults <- --config <- key=value), each "
+                              "key with its documentation, without running anything")
+    _config_args(p)
+    p.set_defaults(func=cmd_config_show)
     p = sub.add_parser("baseline", help="bag-of-frames baseline (logistic regression on clip-mean spectra)")
     _config_args(p)
     p.set_defaults(func=cmd_baseline)

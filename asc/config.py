@@ -113,6 +113,8 @@ class LoggerConfig:
     attention_every_n_epochs: int = 0  # 0: attention pictures at test time only
     attention_clips_per_class: int = 1
     log_model: bool = False  # checkpoints as W&B artifacts (online only)
+    # auto: a progress bar on a terminal, one line per epoch otherwise (log files, SLURM) | bar | epoch | none
+    progress: str = "auto"
 
 
 @dataclass
@@ -124,6 +126,14 @@ class EvalConfig:
 class CVConfig:
     folds: Optional[List[int]] = None  # None: every fold of the data set
     bag_of_frames: bool = False  # also score the bag-of-frames baseline per fold
+
+
+@dataclass
+class EarlyStoppingConfig:
+    monitor: Optional[str] = None  # null: off; a validation metric: val/acc | val/loss | val/macro_f1
+    mode: str = "auto"  # auto (val/loss: min, others: max) | min | max
+    patience: int = 5  # validation epochs without improvement before a fold stops
+    min_delta: float = 0.0  # smallest change that counts as an improvement
 
 
 @dataclass
@@ -143,6 +153,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cv: CVConfig = field(default_factory=CVConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 CHOICES = {
@@ -159,6 +170,9 @@ CHOICES = {
     "optim.scheduler": ("cosine", "none"),
     "logger.mode": ("auto", "offline", "online", "disabled"),
     "eval.aggregate": ("mean_prob", "mean_logprob", "vote"),
+    "logger.progress": ("auto", "bar", "epoch", "none"),
+    "early_stopping.monitor": (None, "val/acc", "val/loss", "val/macro_f1"),
+    "early_stopping.mode": ("auto", "min", "max"),
 }
 
 POSITIVE = (
@@ -271,6 +285,12 @@ def validate(cfg: DictConfig) -> DictConfig:
             "trainer.* keys are passed to lightning.Trainer (see its documentation)"
         )
     validate_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
+    if cfg.early_stopping.monitor is not None:
+        if cfg.early_stopping.patience < 1:
+            raise AscError(f"early_stopping.patience={cfg.early_stopping.patience} must be at least 1")
+        if cfg.data.val_fraction == 0:
+            raise AscError(f"early_stopping.monitor={cfg.early_stopping.monitor} needs a validation split "
+                           "(data.val_fraction > 0): test metrics never steer training")
     folds = cfg.cv.folds
     if folds is not None and (not isinstance(folds, (list, ListConfig)) or len(folds) == 0):
         raise AscError(f"cv.folds={folds!r} must be a non-empty list like [1,2] or null for all folds")

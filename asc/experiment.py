@@ -114,6 +114,27 @@ def attention_clip_ids(clips: ClipSet, indices: np.ndarray, per_class: int) -> l
     return chosen
 
 
+def training_extras(cfg: DictConfig, fold: int, trainer_kwargs: dict) -> tuple[list, dict]:
+    """Callbacks and Trainer arguments from the config beyond the basics: early stopping on
+    a validation metric (``early_stopping.*``) and the progress display (``logger.progress``)."""
+    from asc.tracking import EpochLines, progress_mode
+
+    callbacks = []
+    es = cfg.early_stopping
+    if es.monitor is not None:
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        mode = es.mode if es.mode != "auto" else ("min" if es.monitor.endswith("loss") else "max")
+        callbacks.append(EarlyStopping(monitor=es.monitor, mode=mode, patience=es.patience, min_delta=es.min_delta,
+                                       check_finite=True, verbose=False))
+    progress = progress_mode(cfg)
+    if progress != "bar" and "enable_progress_bar" not in cfg.trainer:
+        trainer_kwargs = {**trainer_kwargs, "enable_progress_bar": False}
+    if progress == "epoch":
+        callbacks.append(EpochLines(fold))
+    return callbacks, trainer_kwargs
+
+
 @contextlib.contextmanager
 def interruptible(trainer):
     """Lightning answers Ctrl-C by cleaning up and calling ``sys.exit(1)``: turn that back
@@ -166,6 +187,8 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
                                  cfg.logger.attention_every_n_epochs, attention_clip_ids(clips, dm.val_idx, per_class))
     trainer_kwargs = {"log_every_n_steps": 5, **to_dict(cfg)["trainer"]}
     callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
+    extra_callbacks, trainer_kwargs = training_extras(cfg, fold, trainer_kwargs)
+    callbacks += extra_callbacks
     if wb is not None:
         steps = WandbSteps(wb, fold_dir / "wandb_step")
         callbacks.append(steps)
@@ -207,6 +230,18 @@ def aggregate(rows: list[dict]) -> tuple[dict, dict]:
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     std = {k: float(np.std([r[k] for r in rows])) for k in keys}
     return mean, std
+
+
+def cross_fold(rows: list[dict], class_names: list[str]) -> dict:
+    """The confusion matrix summed over folds (rows: true class, columns: predicted; the
+    usual summary over LITIS's 20 splits) and per-class accuracy, mean and std over folds."""
+    if not rows or any("confusion_matrix" not in r for r in rows):
+        return {}
+    total = np.sum([np.array(r["confusion_matrix"]) for r in rows], axis=0)
+    per_class = {c: [r["per_class_acc"][c] for r in rows if c in r.get("per_class_acc", {})] for c in class_names}
+    return {"confusion_matrix_sum": total.astype(int).tolist(), "class_names": list(class_names),
+            "per_class_acc": {"mean": {c: float(np.mean(v)) for c, v in per_class.items() if v},
+                              "std": {c: float(np.std(v)) for c, v in per_class.items() if v}}}
 
 
 def format_table(rows: list[dict], mean: dict, std: dict) -> str:
@@ -251,6 +286,9 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
         folds = folds[:1]
     exp_dir = prepare_experiment(cfg, is_zero)
     sweep_env = hold_sweep_env()
+    from asc.repro import reproducibility_record
+
+    record = reproducibility_record(to_dict(cfg), clips) if is_zero else {}
     bof_feats = clip_mean_features(clips, cfg.features) if cfg.cv.bag_of_frames and is_zero else None
     rows = []
     for k in folds:
@@ -268,7 +306,8 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
         rows.append(row)
         mean, std = aggregate(rows)
         results = {"experiment": cfg.experiment.name, "folds": rows, "mean": mean, "std": std,
-                   "complete": len(rows) == len(folds), "config": to_dict(cfg)}
+                   "complete": len(rows) == len(folds), "config": to_dict(cfg),
+                   **cross_fold(rows, clips.class_names), "reproducibility": record}
         write_json_atomic(exp_dir / "results.json", results)
     if not is_zero:
         return {}

@@ -157,7 +157,31 @@ def aggregate_run(cfg, exp_dir: Path, results: dict, sweep_env: dict | None = No
     for k, v in results["std"].items():
         run.summary[f"std/{k}"] = v
     run.summary["n_folds"] = len(folds)
+    log_cross_fold(run, results)
     run.finish()
+
+
+def log_cross_fold(run, results: dict) -> None:
+    """The confusion matrix summed over folds, as a picture and as W&B's interactive
+    confusion matrix, and per-class accuracy mean/std in the summary."""
+    if "confusion_matrix_sum" not in results:
+        return
+    import numpy as np
+    import wandb
+
+    from asc.viz import confusion_figure
+
+    cm, names = np.array(results["confusion_matrix_sum"]), results["class_names"]
+    fig = confusion_figure(cm, names, f"summed over {len(results['folds'])} folds: "
+                           f"acc {100 * np.trace(cm) / max(cm.sum(), 1):.1f} %")
+    true, pred = np.nonzero(cm)
+    counts = cm[true, pred]
+    run.log({"test/confusion_matrix_sum": wandb.Image(fig),
+             "test/confusion_matrix": wandb.plot.confusion_matrix(
+                 y_true=np.repeat(true, counts).tolist(), preds=np.repeat(pred, counts).tolist(), class_names=names)})
+    for stat in ("mean", "std"):
+        for name, value in results["per_class_acc"][stat].items():
+            run.summary[f"{stat}/test/acc/{name}"] = value
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -234,6 +258,44 @@ class WandbSteps(Callback):
     # the start of an epoch follows every log of the one before; a fold killed mid-epoch
     # resumes from that epoch's start and logs it again under the same steps
     on_train_epoch_start = on_train_epoch_end = on_fit_end = on_test_end = on_exception = record
+
+
+class EpochLines(Callback):
+    """One line per epoch (``logger.progress=epoch``, and ``auto`` when stdout is not a
+    terminal): readable in log files and SLURM output, where a progress bar is a mess."""
+
+    KEYS = (("train/loss_epoch", "train/loss", "{:.4f}"), ("val/loss", "val/loss", "{:.4f}"),
+            ("val/acc", "val/acc", "{:.2%}"), ("val/macro_f1", "val/macro_f1", "{:.2%}"))
+
+    def __init__(self, fold: int):
+        self.fold, self.started = fold, None
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        import time
+
+        self.started = time.time()
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        import time
+
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        parts = [f"{label} {fmt.format(float(metrics[key]))}" for key, label, fmt in self.KEYS if key in metrics]
+        total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
+        took = f"{time.time() - self.started:.1f} s" if self.started else ""
+        print(f"fold {self.fold} epoch {trainer.current_epoch + 1}/{total}: {'  '.join(parts)}  ({took})", flush=True)
+
+
+def progress_mode(cfg) -> str:
+    """``bar``, ``epoch`` or ``none``: ``logger.progress``, with ``auto`` = a bar on a
+    terminal and one line per epoch otherwise."""
+    import sys
+
+    mode = cfg.logger.progress
+    if mode == "auto":
+        return "bar" if sys.stdout.isatty() else "epoch"
+    return mode
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -142,6 +142,47 @@ def checkpoint_labels(checkpoints: list[str]) -> list[str]:
     return out
 
 
+def compare_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "auto", per_class: int = 1) -> dict:
+    """Two (or more) runs' attention on the same clips, side by side: the first
+    ``per_class`` test clips of each class of the first checkpoint's fold, one picture per
+    clip (``compare-<clip>-<class>-<hash>.png``) and ``compare.json`` with each model's
+    prediction and attention score (mass in class events / their coverage) per clip."""
+    from asc.experiment import attention_clip_ids
+    from asc.predict import load_model
+    from asc.viz import compare_figure, picture_name, save
+
+    models = [load_model(c, device) for c in checkpoints]
+    labels = [f"{m.cfg.model.pooling if m.cfg.model.name == 'crnn' else m.cfg.model.name} ({l})"
+              for m, l in zip(models, checkpoint_labels(checkpoints))]
+    clips, test = synthetic_test_clips(models[0], checkpoints[0])
+    for model, ckpt in zip(models[1:], checkpoints[1:]):
+        other, _ = synthetic_test_clips(model, ckpt)
+        if other.items != clips.items or model.sample_rate != models[0].sample_rate:
+            raise AscError(f"{ckpt} was trained on other synthetic scenes than {checkpoints[0]} "
+                           "(data.synthetic.* or data.sample_rate differ): there is no same clip to compare")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hop_s = models[0].frontend.hop / models[0].sample_rate
+    report = {"checkpoints": dict(zip(labels, map(str, checkpoints))), "clips": []}
+    for i in attention_clip_ids(clips, np.asarray(test), per_class):
+        wave = clips.audio.get(i)
+        true = clips.class_names[clips.labels[i]]
+        intervals = [(e["onset"], e["offset"]) for e in clips.events[i] if e["kind"] == "class"]
+        analyses, row = [], {"clip": clips.items[i], "true": true}
+        for label, model in zip(labels, models):
+            analysis = model.analyse_clip(wave)
+            analyses.append((label, analysis))
+            row[label] = {"predicted": clips.class_names[int(analysis["probs"].argmax())],
+                          "probability": float(analysis["probs"].max()),
+                          "event_score": attention_in_events(analysis["temporal"], hop_s, intervals)
+                          if "temporal" in analysis else None}
+        fig = compare_figure(analyses, hop_s, f"{clips.items[i]}: true {true}", clips.events[i], clips.class_names)
+        row["picture"] = str(out_dir / picture_name(clips.items[i], true, "compare-"))
+        save(fig, row["picture"])
+        report["clips"].append(row)
+    (out_dir / "compare.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
 def table(results: dict) -> str:
     labels = list(results)
     classes = list(next(iter(results.values()))["per_class"])

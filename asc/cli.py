@@ -135,7 +135,22 @@ def cmd_predict(args) -> int:
 
 
 def cmd_attention(args) -> int:
-    from asc.attention import analyse_checkpoints, table
+    from asc.attention import analyse_checkpoints, compare_checkpoints, table
+    from asc.errors import AscError
+
+    if args.compare:
+        if args.checkpoint:
+            raise AscError("give either --checkpoint (scores) or --compare A B (pictures side by side), not both")
+        report = compare_checkpoints(args.compare, Path(args.out), args.device)
+        for row in report["clips"]:
+            cells = [f"{label}: {r['predicted']} ({r['probability']:.2f}), score "
+                     f"{'-' if r['event_score'] is None else format(r['event_score'], '.2f')}"
+                     for label, r in row.items() if isinstance(r, dict)]
+            print(f"{row['clip']} (true {row['true']}): " + "; ".join(cells))
+        print(f"pictures and compare.json in {args.out}")
+        return 0
+    if not args.checkpoint:
+        raise AscError("give --checkpoint (repeat to compare scores) or --compare A B")
 
     results = analyse_checkpoints(args.checkpoint, Path(args.out), args.device)
     print(table(results))
@@ -196,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("attention", help="score how well temporal attention finds the events of the synthetic "
                        "scenes (several checkpoints are compared)")
-    p.add_argument("--checkpoint", action="append", required=True, help="repeat to compare checkpoints")
+    p.add_argument("--checkpoint", action="append", help="repeat to compare checkpoints")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two checkpoints' attention on the same test "
+                   "clips (one per class), side by side: one picture per clip and compare.json")
     p.add_argument("--out", default="attention", help="output folder (default: ./attention)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_attention)

@@ -184,7 +184,8 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
                                 enable_version_counter=False) if has_val else None
     per_class = cfg.logger.attention_clips_per_class
     pictures = AttentionPictures(clips, attention_clip_ids(clips, dm.test_idx, per_class), fold_dir / "attention",
-                                 cfg.logger.attention_every_n_epochs, attention_clip_ids(clips, dm.val_idx, per_class))
+                                 cfg.logger.attention_every_n_epochs, attention_clip_ids(clips, dm.val_idx, per_class),
+                                 fold)
     trainer_kwargs = {"log_every_n_steps": 5, **to_dict(cfg)["trainer"]}
     callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
     extra_callbacks, trainer_kwargs = training_extras(cfg, fold, trainer_kwargs)

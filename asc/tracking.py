@@ -317,8 +317,9 @@ class AttentionPictures(Callback):
     at test time, as ``test/attention``.  Rank 0 only."""
 
     def __init__(self, clips, clip_ids: list[int], out_dir: Path, every_n_epochs: int = 0,
-                 val_clip_ids: list[int] | None = None):
+                 val_clip_ids: list[int] | None = None, fold: int | None = None):
         self.clips, self.clip_ids, self.out_dir, self.every = clips, clip_ids, Path(out_dir), every_n_epochs
+        self.fold = fold
         # pictures during training (val/attention) show validation clips, never test clips
         self.val_clip_ids = list(val_clip_ids or [])
 
@@ -330,7 +331,7 @@ class AttentionPictures(Callback):
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         hop_s = module.frontend.hop / module.sample_rate
-        figs, captions = [], []
+        figs, captions, rows = [], [], []
         for i in clip_ids:
             analysis = module.analyse_clip(self.clips.audio.get(i))
             true = self.clips.class_names[self.clips.labels[i]]
@@ -339,12 +340,36 @@ class AttentionPictures(Callback):
             events = self.clips.events[i] if self.clips.events else None
             figs.append(attention_figure(analysis, hop_s, caption, events, self.clips.class_names))
             captions.append(caption)
+            rows.append((i, true, pred, float(analysis["probs"].max()), analysis, events))
         for lg in trainer.loggers:
             if isinstance(lg, WandbLogger):
                 log_images(lg, "test/attention" if tag == "test" else "val/attention", figs, captions)
+                if tag == "test":
+                    lg.experiment.log({"test/attention_table": self.table(rows, figs, hop_s)})
         for i, fig in zip(clip_ids, figs):
             true = self.clips.class_names[self.clips.labels[i]]
             save(fig, self.out_dir / picture_name(self.clips.items[i], true, f"{tag}-"))
+
+    def table(self, rows, figs, hop_s: float):
+        """A W&B Table, one row per picked test clip: fold, clip, true and predicted class,
+        probability, the attention picture, the audio (at most 30 s) and, where events are
+        known, the attention score (mass in class events / their coverage; 1.0 = chance)."""
+        import wandb
+
+        from asc.attention import attention_in_events
+
+        table = wandb.Table(columns=["fold", "clip", "true", "predicted", "probability", "attention", "audio",
+                                     "event_score"])
+        rate = self.clips.audio.sample_rate
+        for (i, true, pred, prob, analysis, events), fig in zip(rows, figs):
+            score = None
+            if events and "temporal" in analysis:
+                score = attention_in_events(analysis["temporal"], hop_s,
+                                            [(e["onset"], e["offset"]) for e in events if e["kind"] == "class"])
+            audio = self.clips.audio.get(i, 0, 30 * rate)
+            table.add_data(self.fold, str(self.clips.items[i]), true, pred, prob, wandb.Image(fig),
+                           wandb.Audio(audio, sample_rate=rate), score)
+        return table
 
     def on_validation_epoch_end(self, trainer, module) -> None:
         if self.every and not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every == 0:

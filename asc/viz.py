@@ -66,6 +66,45 @@ def attention_figure(analysis: dict, hop_seconds: float, title: str = "", events
     return fig
 
 
+def compare_figure(analyses: list[tuple[str, dict]], hop_seconds: float, title: str = "",
+                   events: list[dict] | None = None, class_names: list[str] | None = None):
+    """One clip seen by several models: the log spectrogram (class events shaded) over one
+    temporal-attention panel per model, on the same time axis, each with its uniform level
+    and its top class."""
+    spec = analyses[0][1]["spec"]
+    t_end = spec.shape[1] * hop_seconds
+    fig = new_figure((11, 2.2 + 1.4 * len(analyses)))
+    grid = fig.add_gridspec(1 + len(analyses), 1, height_ratios=[2.2] + [1.0] * len(analyses))
+    ax_spec = fig.add_subplot(grid[0])
+    ax_spec.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0, t_end, 0, spec.shape[0]))
+    ax_spec.set_ylabel("band")
+    ax_spec.set_title(title, fontsize=10, loc="left")
+    for ev in events or []:
+        style = dict(color="cyan", alpha=0.25) if ev["kind"] == "class" else dict(fill=False, ec="white", ls=":")
+        ax_spec.axvspan(ev["onset"], ev["offset"], **style)
+    names = class_names or []
+    times = (np.arange(spec.shape[1]) + 0.5) * hop_seconds
+    for k, (label, analysis) in enumerate(analyses, 1):
+        ax = fig.add_subplot(grid[k], sharex=ax_spec)
+        top = int(np.argmax(analysis["probs"]))
+        verdict = f"{names[top] if names else top} ({analysis['probs'][top]:.2f})"
+        if "temporal" in analysis:
+            a = analysis["temporal"]
+            ax.fill_between(times[: len(a)], a, color=f"C{k}", alpha=0.6, step="mid")
+            ax.axhline(analysis.get("uniform", 1.0 / len(a)), color="grey", lw=0.8, ls="--", label="uniform")
+            for ev in events or []:
+                if ev["kind"] == "class":
+                    ax.axvspan(ev["onset"], ev["offset"], color="cyan", alpha=0.15)
+            ax.legend(loc="upper right", fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no attention (plain pooling)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_ylabel("attention", fontsize=8)
+        ax.set_title(f"{label}: predicts {verdict}", fontsize=9, loc="left")
+        ax.set_xlim(0, t_end)
+    ax.set_xlabel("time (s)")
+    return fig
+
+
 def confusion_figure(cm: np.ndarray, class_names: list[str], title: str = ""):
     """Row-normalised confusion matrix with counts in the cells."""
     cm = np.asarray(cm)

@@ -132,3 +132,22 @@ def test_attention_notebook_refuses_a_checkpoint_of_other_data(tmp_path):
                        resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "accuracy on these clips" not in text  # stopped before scoring the wrong clips
+
+
+def test_attention_compare_two_runs_on_the_same_clips(trained, tmp_path):
+    ckpts = trained / "fold-1" / "checkpoints"
+    proc = asc("attention", "--compare", str(ckpts / "best.ckpt"), str(ckpts / "last.ckpt"), "--out", "cmp",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    labels = ["stap (tiny/fold-1/best)", "stap (tiny/fold-1/last)"]
+    assert list(report["checkpoints"]) == labels
+    assert len(report["clips"]) == 3 and {r["true"] for r in report["clips"]} == {"up_sweep", "down_sweep",
+                                                                                  "rising_pair"}
+    for row in report["clips"]:
+        assert all(row[l]["event_score"] > 0 for l in labels)
+        assert (tmp_path / row["picture"]).read_bytes()[:4] == b"\x89PNG"
+        assert Path(row["picture"]).name.startswith("compare-") and row["true"] in row["picture"]
+    assert proc.stdout.count("(true ") == 3
+    proc = asc("attention", cwd=tmp_path)
+    assert proc.returncode == 2 and "--compare" in proc.stderr

@@ -66,6 +66,14 @@ def test_fold_run_config_once_no_anonymous_warning_and_val_pictures(tmp_path):
     (fold,) = [r for r in runs if r["run"]["job_type"] == "fold-1"]
     assert fold["config"]["model"]["pooling"] == "stap" and fold["config"]["fold"] == 1
     assert "cfg" not in fold["config"] and "class_names" not in fold["config"]  # the config once, not twice
+    # attention at test time as a W&B Table: one row per picked clip (one per class)
+    run_dir = next(d for d in (tmp_path / "one" / "wandb").glob("offline-run-*") if read_run(d)["run"]["job_type"] == "fold-1")
+    (table_file,) = (run_dir / "files" / "media" / "table").rglob("attention_table*.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"] == ["fold", "clip", "true", "predicted", "probability", "attention", "audio",
+                                "event_score"]
+    assert len(table["data"]) == 3 and {r[2] for r in table["data"]} == {"up_sweep", "down_sweep", "rising_pair"}
+    assert all(r[0] == 1 and r[7] is not None and r[7] > 0 for r in table["data"])
     # pictures during training are of validation clips; at test time of test clips
     cfg = load_config(overrides=[*TINY])
     clips = load_clipset(cfg.data)

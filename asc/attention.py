@@ -149,7 +149,7 @@ def compare_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "au
     prediction and attention score (mass in class events / their coverage) per clip."""
     from asc.experiment import attention_clip_ids
     from asc.predict import load_model
-    from asc.viz import compare_figure, picture_name, save
+    from asc.viz import band_frequencies, compare_figure, picture_name, save
 
     models = [load_model(c, device) for c in checkpoints]
     labels = [f"{m.cfg.model.pooling if m.cfg.model.name == 'crnn' else m.cfg.model.name} ({l})"
@@ -175,7 +175,8 @@ def compare_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "au
                           "probability": float(analysis["probs"].max()),
                           "event_score": attention_in_events(analysis["temporal"], hop_s, intervals)
                           if "temporal" in analysis else None}
-        fig = compare_figure(analyses, hop_s, f"{clips.items[i]}: true {true}", clips.events[i], clips.class_names)
+        fig = compare_figure(analyses, hop_s, f"{clips.items[i]}: true {true}", clips.events[i], clips.class_names,
+                             band_frequencies(models[0].frontend))
         row["picture"] = str(out_dir / picture_name(clips.items[i], true, "compare-"))
         save(fig, row["picture"])
         report["clips"].append(row)

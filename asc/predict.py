@@ -140,13 +140,13 @@ def predict_files(model, files: list[Path], out_dir: Path, top_k: int = 3, atten
                              "length_s": seg_s,
                              "probabilities": np.round(analysis["segment_probs"], 5).tolist()})
         if attention:
-            from asc.viz import attention_figure, picture_name, save
+            from asc.viz import attention_figure, band_frequencies, picture_name, save
 
             png = out_dir / "attention" / picture_name(path, row["prediction"])
             png.parent.mkdir(exist_ok=True)
             fig = attention_figure(analysis, model.frontend.hop / model.sample_rate,
                                    f"{display_name(path.name)}: {row['prediction']} ({row['probability']:.2f})",
-                                   class_names=names)
+                                   class_names=names, band_hz=band_frequencies(model.frontend))
             save(fig, png)
             row["attention_png"] = str(png)
         rows.append(row)

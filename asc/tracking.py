@@ -327,7 +327,7 @@ class AttentionPictures(Callback):
         clip_ids = self.clip_ids if tag == "test" else self.val_clip_ids
         if not trainer.is_global_zero or not clip_ids:
             return
-        from asc.viz import attention_figure, picture_name, save
+        from asc.viz import attention_figure, band_frequencies, picture_name, save
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         hop_s = module.frontend.hop / module.sample_rate
@@ -338,7 +338,8 @@ class AttentionPictures(Callback):
             pred = self.clips.class_names[int(analysis["probs"].argmax())]
             caption = f"{self.clips.items[i]}: true {true}, predicted {pred} ({tag})"
             events = self.clips.events[i] if self.clips.events else None
-            figs.append(attention_figure(analysis, hop_s, caption, events, self.clips.class_names))
+            figs.append(attention_figure(analysis, hop_s, caption, events, self.clips.class_names,
+                                         band_frequencies(module.frontend)))
             captions.append(caption)
             rows.append((i, true, pred, float(analysis["probs"].max()), analysis, events))
         for lg in trainer.loggers:

@@ -61,6 +61,26 @@ def test_uniform_line_is_one_over_the_frames_of_a_segment(trained):
     assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(analysis["uniform"])
 
 
+def test_picture_fit_for_a_paper(trained):
+    from asc.data import load_synthetic
+    from asc.predict import load_model
+    from asc.viz import attention_figure, band_frequencies
+
+    model = load_model(trained / "fold-1" / "checkpoints" / "best.ckpt", "cpu")
+    clips = load_synthetic(model.cfg.data)
+    hz = band_frequencies(model.frontend)
+    assert len(hz) == 64 and 40 <= hz[0] <= 100 and 6000 <= hz[-1] <= 8000 and (np.diff(hz) >= 0).all()
+    fig = attention_figure(model.analyse_clip(clips.audio.get(0)), model.frontend.hop / model.sample_rate, "t",
+                           clips.events[0], clips.class_names, hz)
+    spec_ax = fig.axes[0]
+    assert spec_ax.get_ylabel() == "frequency (Hz)"
+    assert any(ax.get_ylabel() == "standardised log power" for ax in fig.axes)  # a colour bar
+    legend = [t.get_text() for t in spec_ax.get_legend().get_texts()]
+    assert "class event" in legend and "distractor" in legend
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "segment probabilities" in titles and not any("mask" in t for t in titles)
+
+
 def test_picture_names_are_unique_and_carry_the_class(trained, tmp_path):
     import lightning as L
 

@@ -243,7 +243,9 @@ class WandbSteps(Callback):
                 step = int(self.step_file.read_text().strip())
             except ValueError:
                 return
-            self.logger.experiment.log({}, step=step, commit=False)
+            run = self.logger.experiment
+            if step > run.step:  # online, W&B's resume already continues the count
+                run.log({}, step=step, commit=False)
 
     def record(self, trainer, *_) -> None:
         if not trainer.is_global_zero:

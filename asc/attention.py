@@ -8,11 +8,43 @@ of the clip's frames those intervals cover.  1.0 is chance (attention spread eve
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
 from asc.errors import AscError
+
+
+def segment_taper(n: int):
+    """Overlap-add weights of a segment's ``n`` frames: a Hann taper, never zero.  Where
+    segments overlap, each frame is taken mostly from the segment that has it near its
+    middle; a segment's edge frames (distorted by padding, often given odd attention)
+    count little there, so segment boundaries leave no spikes or dips."""
+    import torch
+
+    i = torch.arange(n, dtype=torch.float32)
+    return torch.sin(math.pi * (i + 0.5) / n) ** 2
+
+
+def stitch_segments(pieces, n_frames: int):
+    """Per-frame values of overlapping segments stitched over a clip of ``n_frames``
+    frames: ``pieces`` holds ``(first_frame, values)`` per segment, ``values`` (L, ...) a
+    tensor; the result (n_frames, ...) is the :func:`segment_taper`-weighted mean of the
+    segments covering each frame (0 where none does).  A segment's values that sum to 1
+    keep that level: uniform attention stays flat at 1/L."""
+    import torch
+
+    out = weight = None
+    for first, values in pieces:
+        keep = max(0, min(len(values), n_frames - first))
+        values, w = values[:keep], segment_taper(len(values))[:keep]
+        if out is None:
+            out = torch.zeros((n_frames, *values.shape[1:]))
+            weight = torch.zeros(n_frames)
+        out[first:first + len(values)] += values * w.reshape(-1, *([1] * (values.dim() - 1)))
+        weight[first:first + len(values)] += w
+    return out / weight.clamp_min(1e-12).reshape(-1, *([1] * (out.dim() - 1)))
 
 
 def event_frames(n_frames: int, hop_seconds: float, intervals: list[tuple[float, float]]) -> np.ndarray:
@@ -61,24 +93,95 @@ def score_model(model, clips, indices) -> dict:
 def analyse_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "auto") -> dict:
     """Score each checkpoint on the test clips of its fold (all clips if the fold is
     unknown); write ``attention_scores.json`` and ``attention_scores.png``."""
-    from asc.data import load_synthetic
     from asc.predict import load_model
 
     results = {}
-    for ckpt in checkpoints:
+    labels = checkpoint_labels(checkpoints)
+    for ckpt, label in zip(checkpoints, labels):
         model = load_model(ckpt, device)
-        if model.cfg.data.name != "synthetic":
-            raise AscError(f"{ckpt} was trained on {model.cfg.data.name}; attention scores need the synthetic scenes")
-        clips = load_synthetic(model.cfg.data)
+        clips, indices = synthetic_test_clips(model, ckpt)
         fold = model.hparams.get("fold")
-        indices = clips.folds[fold][1] if fold in clips.folds else np.arange(len(clips))
-        label = f"{model.cfg.model.pooling} ({Path(ckpt).parent.parent.parent.name}/{Path(ckpt).parent.parent.name})"
+        label = f"{model.cfg.model.pooling} ({label})"
         results[label] = {"checkpoint": str(ckpt), "pooling": model.cfg.model.pooling, "fold": fold,
                           **score_model(model, clips, indices)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "attention_scores.json").write_text(json.dumps(results, indent=2))
     figure(results, out_dir / "attention_scores.png")
     return results
+
+
+def synthetic_test_clips(model, checkpoint="the checkpoint"):
+    """The synthetic scenes a checkpoint was trained on and its fold's test clips (all
+    clips when the fold is unknown); refuses a checkpoint trained on other data, whose
+    classes would not match the scenes'."""
+    from asc.data import load_synthetic
+
+    if model.cfg.data.name != "synthetic":
+        raise AscError(f"{checkpoint} was trained on {model.cfg.data.name}; attention scores and maps against "
+                       "known events need a checkpoint trained on the synthetic scenes (data.name=synthetic)")
+    clips = load_synthetic(model.cfg.data)
+    if list(clips.class_names) != list(model.class_names):
+        raise AscError(f"{checkpoint} knows classes {model.class_names}, the synthetic scenes of its config have "
+                       f"{clips.class_names}: it was not trained on them")
+    fold = model.hparams.get("fold")
+    return clips, (clips.folds[fold][1] if fold in clips.folds else np.arange(len(clips)))
+
+
+def checkpoint_labels(checkpoints: list[str]) -> list[str]:
+    """Column labels: ``<experiment>/<fold>``, with the checkpoint's file name where two
+    share a fold, and a number where even that repeats."""
+    paths = [Path(c) for c in checkpoints]
+    labels = [f"{p.parent.parent.parent.name}/{p.parent.parent.name}" for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = [f"{l}/{p.stem}" if labels.count(l) > 1 else l for l, p in zip(labels, paths)]
+    seen: dict[str, int] = {}
+    out = []
+    for l in labels:
+        seen[l] = seen.get(l, 0) + 1
+        out.append(l if labels.count(l) == 1 else f"{l} #{seen[l]}")
+    return out
+
+
+def compare_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "auto", per_class: int = 1) -> dict:
+    """Two (or more) runs' attention on the same clips, side by side: the first
+    ``per_class`` test clips of each class of the first checkpoint's fold, one picture per
+    clip (``compare-<clip>-<class>-<hash>.png``) and ``compare.json`` with each model's
+    prediction and attention score (mass in class events / their coverage) per clip."""
+    from asc.experiment import attention_clip_ids
+    from asc.predict import load_model
+    from asc.viz import band_frequencies, compare_figure, picture_name, save
+
+    models = [load_model(c, device) for c in checkpoints]
+    labels = [f"{m.cfg.model.pooling if m.cfg.model.name == 'crnn' else m.cfg.model.name} ({l})"
+              for m, l in zip(models, checkpoint_labels(checkpoints))]
+    clips, test = synthetic_test_clips(models[0], checkpoints[0])
+    for model, ckpt in zip(models[1:], checkpoints[1:]):
+        other, _ = synthetic_test_clips(model, ckpt)
+        if other.items != clips.items or model.sample_rate != models[0].sample_rate:
+            raise AscError(f"{ckpt} was trained on other synthetic scenes than {checkpoints[0]} "
+                           "(data.synthetic.* or data.sample_rate differ): there is no same clip to compare")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hop_s = models[0].frontend.hop / models[0].sample_rate
+    report = {"checkpoints": dict(zip(labels, map(str, checkpoints))), "clips": []}
+    for i in attention_clip_ids(clips, np.asarray(test), per_class):
+        wave = clips.audio.get(i)
+        true = clips.class_names[clips.labels[i]]
+        intervals = [(e["onset"], e["offset"]) for e in clips.events[i] if e["kind"] == "class"]
+        analyses, row = [], {"clip": clips.items[i], "true": true}
+        for label, model in zip(labels, models):
+            analysis = model.analyse_clip(wave)
+            analyses.append((label, analysis))
+            row[label] = {"predicted": clips.class_names[int(analysis["probs"].argmax())],
+                          "probability": float(analysis["probs"].max()),
+                          "event_score": attention_in_events(analysis["temporal"], hop_s, intervals)
+                          if "temporal" in analysis else None}
+        fig = compare_figure(analyses, hop_s, f"{clips.items[i]}: true {true}", clips.events[i], clips.class_names,
+                             band_frequencies(models[0].frontend))
+        row["picture"] = str(out_dir / picture_name(clips.items[i], true, "compare-"))
+        save(fig, row["picture"])
+        report["clips"].append(row)
+    (out_dir / "compare.json").write_text(json.dumps(report, indent=2))
+    return report
 
 
 def table(results: dict) -> str:

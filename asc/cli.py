@@ -1,5 +1,5 @@
 """Command line: ``asc train | cv | sweep | compare | predict | attention | export | bench | data check | synth |
-baseline``.
+baseline | config show``.
 
 Every command that runs an experiment takes ``[--config FILE] [key=value ...]``.  User
 mistakes (unknown keys, missing folders, bad files) print one ``error:`` line and exit 2.
@@ -15,6 +15,13 @@ from pathlib import Path
 
 RESUME_HINT = ("finished folds and the last checkpoint (at most one epoch old) are kept; run the same command "
                "again to resume")
+
+
+def _command_line() -> str:
+    """This command as the user can type it again."""
+    import shlex
+
+    return " ".join(["asc", *map(shlex.quote, sys.argv[1:])])
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -42,9 +49,19 @@ def _quiet() -> None:
 def cmd_cv(args, only_first: bool = False) -> int:
     from asc.config import load_config
     from asc.experiment import run_cv
+    from asc.sweep import agent_overrides
 
-    cfg = load_config(args.config, args.overrides)
+    # under `wandb agent`: this run's own experiment name, from its sweep parameters
+    cfg = load_config(args.config, list(args.overrides) + agent_overrides(args.config, args.overrides))
     run_cv(cfg, only_first=only_first)
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from asc.config import load_config
+    from asc.config_show import show
+
+    print(show(load_config(args.config, args.overrides)))
     return 0
 
 
@@ -95,8 +112,10 @@ def cmd_sweep(args) -> int:
     if not args.local:
         raise AscError(f"online sweeps run through W&B: `wandb sweep {args.file}` then `wandb agent <sweep id>`; "
                        "add --local to expand and run the sweep here without W&B servers")
-    run_local(args.file, args.count, args.overrides)
-    return 0
+    if args.count is not None and args.count < 1:
+        raise AscError(f"--count {args.count}: give at least 1 run (or leave --count out for the whole sweep)")
+    _, failed = run_local(args.file, args.count, args.overrides)
+    return 1 if failed else 0
 
 
 def cmd_predict(args) -> int:
@@ -107,11 +126,30 @@ def cmd_predict(args) -> int:
     rows = predict_files(model, files, Path(args.out), args.top_k, args.attention, args.batch_segments)
     print(summary(rows))
     print(f"predictions: {Path(args.out) / 'predictions.csv'} and predictions.json")
-    return 0
+    failed = sum(r["status"] != "ok" for r in rows)
+    if failed:
+        print(f"error: {failed} of {len(rows)} files could not be classified (reasons in predictions.csv)",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_attention(args) -> int:
-    from asc.attention import analyse_checkpoints, table
+    from asc.attention import analyse_checkpoints, compare_checkpoints, table
+    from asc.errors import AscError
+
+    if args.compare:
+        if args.checkpoint:
+            raise AscError("give either --checkpoint (scores) or --compare A B (pictures side by side), not both")
+        report = compare_checkpoints(args.compare, Path(args.out), args.device)
+        for row in report["clips"]:
+            cells = [f"{label}: {r['predicted']} ({r['probability']:.2f}), score "
+                     f"{'-' if r['event_score'] is None else format(r['event_score'], '.2f')}"
+                     for label, r in row.items() if isinstance(r, dict)]
+            print(f"{row['clip']} (true {row['true']}): " + "; ".join(cells))
+        print(f"pictures and compare.json in {args.out}")
+        return 0
+    if not args.checkpoint:
+        raise AscError("give --checkpoint (repeat to compare scores) or --compare A B")
 
     results = analyse_checkpoints(args.checkpoint, Path(args.out), args.device)
     print(table(results))
@@ -184,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("attention", help="score how well temporal attention finds the events of the synthetic "
                        "scenes (several checkpoints are compared)")
-    p.add_argument("--checkpoint", action="append", required=True, help="repeat to compare checkpoints")
+    p.add_argument("--checkpoint", action="append", help="repeat to compare checkpoints")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two checkpoints' attention on the same test "
+                   "clips (one per class), side by side: one picture per clip and compare.json")
     p.add_argument("--out", default="attention", help="output folder (default: ./attention)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_attention)
@@ -215,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "channels, every problem file (exit status 1 when there are problems)")
     _config_args(p)
     p.set_defaults(func=cmd_data_check)
+    p = sub.add_parser("config", help="config tools")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    p = config_sub.add_parser("show", help="print the resolved config (defaults <- --config <- key=value), each "
+                              "key with its documentation, without running anything")
+    _config_args(p)
+    p.set_defaults(func=cmd_config_show)
     p = sub.add_parser("baseline", help="bag-of-frames baseline (logistic regression on clip-mean spectra)")
     _config_args(p)
     p.set_defaults(func=cmd_baseline)
@@ -238,11 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {RESUME_HINT}", file=sys.stderr)
+        print(f"\ninterrupted: {RESUME_HINT}: {_command_line()}", file=sys.stderr)
         return 130
     except SystemExit as e:
         if type(e).__name__ == "SIGTERMException":  # Lightning stops the fit loop on SIGTERM
-            print(f"\nstopped by SIGTERM: {RESUME_HINT}", file=sys.stderr)
+            print(f"\nstopped by SIGTERM: {RESUME_HINT}: {_command_line()}", file=sys.stderr)
             return 143
         raise
 

@@ -25,6 +25,10 @@ from asc.errors import AscError
 class ExperimentConfig:
     name: str = "default"  # runs land in <output_dir>/<name>/; also the W&B group
     tags: List[str] = field(default_factory=list)  # W&B tags
+    # Set by a sweep file's command (experiment.sweep=<sweep name>): the run belongs to that
+    # sweep; under `wandb agent` experiment.name is then <sweep>/<parameters>-<hash>, as with
+    # `asc sweep --local`, and the W&B runs are tagged sweep:<name>.
+    sweep: Optional[str] = None
 
 
 @dataclass
@@ -58,7 +62,7 @@ class DataConfig:
     n_folds: int = 5  # folds made for data sets without official ones (folder)
     fold_seed: int = 0  # seed of those folds and of the validation carve-out
     on_bad_file: str = "error"  # error | skip
-    cache_dir: Optional[str] = None  # decoded-audio cache; None: <root>/.asc_cache
+    cache_dir: Optional[str] = None  # decoded-audio cache; None: $XDG_CACHE_HOME/asc (~/.cache/asc)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -130,6 +134,8 @@ class LoggerConfig:
     attention_every_n_epochs: int = 0  # 0: attention pictures at test time only
     attention_clips_per_class: int = 1
     log_model: bool = False  # checkpoints as W&B artifacts (online only)
+    # auto: a progress bar on a terminal, one line per epoch otherwise (log files, SLURM) | bar | epoch | none
+    progress: str = "auto"
 
 
 @dataclass
@@ -149,6 +155,14 @@ class CVConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    monitor: Optional[str] = None  # null: off; a validation metric: val/acc | val/loss | val/macro_f1
+    mode: str = "auto"  # auto (val/loss: min, others: max) | min | max
+    patience: int = 5  # validation epochs without improvement before a fold stops
+    min_delta: float = 0.0  # smallest change that counts as an improvement
+
+
+@dataclass
 class Config:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     output_dir: str = "runs"
@@ -165,6 +179,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cv: CVConfig = field(default_factory=CVConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 CHOICES = {
@@ -181,6 +196,9 @@ CHOICES = {
     "optim.scheduler": ("cosine", "none"),
     "logger.mode": ("auto", "offline", "online", "disabled"),
     "eval.aggregate": ("mean_prob", "mean_logprob", "vote"),
+    "logger.progress": ("auto", "bar", "epoch", "none"),
+    "early_stopping.monitor": (None, "val/acc", "val/loss", "val/macro_f1"),
+    "early_stopping.mode": ("auto", "min", "max"),
 }
 
 POSITIVE = (
@@ -194,6 +212,68 @@ def _trainer_keys() -> set[str]:
     from lightning import Trainer
 
     return set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+
+
+# Trainer arguments asc sets itself: a value from the config would clash with them.
+TRAINER_RESERVED = {
+    "logger": "asc sets the loggers itself (metrics.csv and W&B); use logger.mode=disabled to turn W&B off",
+    "callbacks": "asc adds its own checkpoint and attention-picture callbacks",
+    "plugins": "asc sets its own checkpoint writer",
+    "default_root_dir": "asc writes each fold under <output_dir>/<experiment>/fold-<k>/",
+}
+
+
+def _fits(value, annotation) -> bool:
+    """Whether a plain config value (None, bool, int, float, str, list, dict) fits a type
+    annotation of lightning.Trainer; object types (a Callback, a Logger) never fit."""
+    import typing
+    from collections.abc import Iterable
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if origin is typing.Union:
+        return any(_fits(value, a) for a in args)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, Iterable):
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value) if args else isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict)
+    return False
+
+
+def validate_trainer(trainer: dict) -> None:
+    """Check ``trainer.*`` values against lightning.Trainer's signature and asc's needs,
+    before anything is written (a bad value must not leave a config.yaml behind)."""
+    import typing
+
+    from lightning import Trainer
+
+    hints = typing.get_type_hints(Trainer.__init__)
+    for key, value in trainer.items():
+        if key in TRAINER_RESERVED:
+            raise AscError(f"trainer.{key} cannot be set: {TRAINER_RESERVED[key]}")
+        if key in hints and not _fits(value, hints[key]):
+            wanted = str(hints[key]).replace("typing.", "").replace("NoneType", "None")
+            raise AscError(f"trainer.{key}={value!r} does not fit lightning.Trainer's {key}: {wanted}")
+    if trainer.get("enable_checkpointing") is False:
+        raise AscError("trainer.enable_checkpointing=false cannot work: asc needs last.ckpt to resume a fold and "
+                       "best.ckpt to test it; leave the key out")
+    if trainer.get("fast_dev_run"):
+        raise AscError("trainer.fast_dev_run writes no checkpoints, which asc tests from; for a quick check use "
+                       "trainer.max_epochs=1 trainer.limit_train_batches=2")
+    for key, low in (("max_epochs", 1), ("min_epochs", 0), ("check_val_every_n_epoch", 1)):
+        if trainer.get(key) is not None and trainer[key] < low:
+            raise AscError(f"trainer.{key}={trainer[key]} must be at least {low}")
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -240,6 +320,13 @@ def validate(cfg: DictConfig) -> DictConfig:
             f"unknown trainer key(s): {', '.join(sorted('trainer.' + k for k in unknown))}; "
             "trainer.* keys are passed to lightning.Trainer (see its documentation)"
         )
+    validate_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
+    if cfg.early_stopping.monitor is not None:
+        if cfg.early_stopping.patience < 1:
+            raise AscError(f"early_stopping.patience={cfg.early_stopping.patience} must be at least 1")
+        if cfg.data.val_fraction == 0:
+            raise AscError(f"early_stopping.monitor={cfg.early_stopping.monitor} needs a validation split "
+                           "(data.val_fraction > 0): test metrics never steer training")
     folds = cfg.cv.folds
     if folds is not None and (not isinstance(folds, (list, ListConfig)) or len(folds) == 0):
         raise AscError(f"cv.folds={folds!r} must be a non-empty list like [1,2] or null for all folds")
@@ -264,6 +351,13 @@ def _friendly(e: OmegaConfBaseException, source: str) -> AscError:
     return AscError(f"bad value for {key!r} in {source}: {msg}")
 
 
+def _single_fold_as_list(layer: DictConfig) -> None:
+    """``cv.folds=1`` means ``cv.folds=[1]`` (OmegaConf would refuse an int for a list)."""
+    folds = OmegaConf.select(layer, "cv.folds", default=None)
+    if isinstance(folds, int) and not isinstance(folds, bool):
+        layer.cv.folds = [folds]
+
+
 def load_config(config_file: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> DictConfig:
     """Schema defaults <- YAML file <- ``key=value`` overrides, then validation."""
     cfg = OmegaConf.structured(Config)
@@ -280,6 +374,7 @@ def load_config(config_file: Optional[str | Path] = None, overrides: Optional[li
         layers.append(("the command line", _parse_overrides(overrides)))
     for source, layer in layers:
         layer = OmegaConf.create(rename_config_keys(OmegaConf.to_container(layer), source))
+        _single_fold_as_list(layer)
         try:
             # trainer is an open dict: replace it key by key rather than type-checking it
             cfg = OmegaConf.merge(cfg, layer)

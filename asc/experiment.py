@@ -9,6 +9,7 @@ rewritten atomically after every fold.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -73,18 +74,33 @@ def _comparable(cfg_dict: dict) -> dict:
     return OmegaConf.to_container(c)
 
 
+def has_trained(exp_dir: Path) -> bool:
+    """Whether any fold of the experiment has a checkpoint or a result: until then its
+    config.yaml protects nothing, and a corrected command may replace it."""
+    return any(exp_dir.glob("fold-*/result.json")) or any(exp_dir.glob("fold-*/checkpoints/*.ckpt"))
+
+
+def conflict_message(cfg: DictConfig, exp_dir: Path) -> str:
+    """The error for a folder that holds the same experiment name with another config, with
+    advice that works: a sweep run's name is derived from its parameters, so a new
+    experiment.name would be replaced again."""
+    head = f"{exp_dir} already holds experiment {cfg.experiment.name!r} run with a different config"
+    if cfg.experiment.sweep:
+        return (f"{head} (sweep {cfg.experiment.sweep!r}: the run's folder is named after its parameters, so the "
+                "other settings changed); run the sweep into another folder with output_dir=<new folder> (in the "
+                f"sweep file's command for wandb agent), rename the sweep, or delete {exp_dir} to start that run over")
+    return f"{head}; pick a new experiment.name=..., or delete that folder to start over"
+
+
 def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
     """Create the experiment folder and write config.yaml; refuse to mix a different
     config into an existing experiment's folds."""
     exp_dir = experiment_dir(cfg)
     cfg_path = exp_dir / "config.yaml"
-    if cfg_path.exists():
+    if cfg_path.exists() and has_trained(exp_dir):
         old = to_dict(OmegaConf.load(cfg_path))
         if _comparable(old) != _comparable(to_dict(cfg)):
-            raise AscError(
-                f"{exp_dir} already holds experiment {cfg.experiment.name!r} run with a different config; "
-                "pick a new experiment.name=..., or delete that folder to start over"
-            )
+            raise AscError(conflict_message(cfg, exp_dir))
     if is_rank_zero:
         exp_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cfg_path, to_yaml(cfg))
@@ -99,6 +115,39 @@ def attention_clip_ids(clips: ClipSet, indices: np.ndarray, per_class: int) -> l
     return chosen
 
 
+def training_extras(cfg: DictConfig, fold: int, trainer_kwargs: dict) -> tuple[list, dict]:
+    """Callbacks and Trainer arguments from the config beyond the basics: early stopping on
+    a validation metric (``early_stopping.*``) and the progress display (``logger.progress``)."""
+    from asc.tracking import EpochLines, progress_mode
+
+    callbacks = []
+    es = cfg.early_stopping
+    if es.monitor is not None:
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        mode = es.mode if es.mode != "auto" else ("min" if es.monitor.endswith("loss") else "max")
+        callbacks.append(EarlyStopping(monitor=es.monitor, mode=mode, patience=es.patience, min_delta=es.min_delta,
+                                       check_finite=True, verbose=False))
+    progress = progress_mode(cfg)
+    if progress != "bar" and "enable_progress_bar" not in cfg.trainer:
+        trainer_kwargs = {**trainer_kwargs, "enable_progress_bar": False}
+    if progress == "epoch":
+        callbacks.append(EpochLines(fold))
+    return callbacks, trainer_kwargs
+
+
+@contextlib.contextmanager
+def interruptible(trainer):
+    """Lightning answers Ctrl-C by cleaning up and calling ``sys.exit(1)``: turn that back
+    into a KeyboardInterrupt, so that the command line says how to resume (exit 130)."""
+    try:
+        yield
+    except SystemExit as e:
+        if type(e) is SystemExit and trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict | None:
     """Train, select the checkpoint on validation (val/acc, ties broken by val/loss) and
     test it on one fold.  Returns the fold's result row (None on
@@ -106,11 +155,11 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     import lightning as L
     from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from asc.data.datamodule import SceneDataModule
     from asc.module import SceneClassifier
-    from asc.tracking import AtomicCheckpointIO, AttentionPictures, finish_fold_logging, stored_run_id, wandb_logger
+    from asc.tracking import (AtomicCheckpointIO, AttentionPictures, ResumableCSVLogger, WandbSteps,
+                              finish_fold_logging, stored_run_id, wandb_logger)
 
     fold_dir = exp_dir / f"fold-{fold}"
     run_id = None
@@ -121,7 +170,9 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     dm = SceneDataModule(clips, fold, cfg.data)
     module = SceneClassifier(to_dict(cfg), clips.class_names, fold)
-    loggers = [CSVLogger(save_dir=str(fold_dir), name="", version="")]
+    last = fold_dir / "checkpoints" / "last.ckpt"
+    resumed_from = checkpoint_epoch(last)
+    loggers = [ResumableCSVLogger(str(fold_dir), resumed_from)]
     wb = wandb_logger(cfg, exp_dir, f"{cfg.experiment.name}/fold-{fold}", f"fold-{fold}", run_id,
                       {**to_dict(cfg), "fold": fold, **dm.sizes})
     if wb is not None:
@@ -134,21 +185,32 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
                                 every_n_epochs=1, enable_version_counter=False)
     best_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/select", mode="max", save_top_k=1,
                                 enable_version_counter=False) if has_val else None
-    pictures = AttentionPictures(clips, attention_clip_ids(clips, dm.test_idx, cfg.logger.attention_clips_per_class),
-                                 fold_dir / "attention", cfg.logger.attention_every_n_epochs)
+    per_class = cfg.logger.attention_clips_per_class
+    pictures = AttentionPictures(clips, attention_clip_ids(clips, dm.test_idx, per_class), fold_dir / "attention",
+                                 cfg.logger.attention_every_n_epochs, attention_clip_ids(clips, dm.val_idx, per_class),
+                                 fold)
     trainer_kwargs = {"log_every_n_steps": 5, **to_dict(cfg)["trainer"]}
     callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
+    extra_callbacks, trainer_kwargs = training_extras(cfg, fold, trainer_kwargs)
+    callbacks += extra_callbacks
+    if wb is not None:
+        steps = WandbSteps(wb, fold_dir / "wandb_step")
+        callbacks.append(steps)
+        if resumed_from is not None:
+            steps.continue_run()
     trainer = L.Trainer(logger=loggers, callbacks=callbacks, default_root_dir=str(fold_dir),
                         plugins=[AtomicCheckpointIO()], **trainer_kwargs)
-    last = fold_dir / "checkpoints" / "last.ckpt"
-    resumed_from = checkpoint_epoch(last)
     if resumed_from is not None:
         print(f"fold {fold}: resuming from {last} (epoch {resumed_from}), W&B run {run_id}")
     started = time.time()
-    trainer.fit(module, dm, ckpt_path=str(last) if resumed_from is not None else None, weights_only=True)
+    with interruptible(trainer):
+        trainer.fit(module, dm, ckpt_path=str(last) if resumed_from is not None else None, weights_only=True)
     best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else str(last)
     val_metrics = trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0] if has_val else {}
-    metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0] if cfg.cv.test else {}
+    metrics = {}
+    if cfg.cv.test:
+        with interruptible(trainer):
+            metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
     if not trainer.is_global_zero:
         return None
     row = {
@@ -197,6 +259,18 @@ def aggregate(rows: list[dict]) -> tuple[dict, dict]:
     return mean, std
 
 
+def cross_fold(rows: list[dict], class_names: list[str]) -> dict:
+    """The confusion matrix summed over folds (rows: true class, columns: predicted; the
+    usual summary over LITIS's 20 splits) and per-class accuracy, mean and std over folds."""
+    if not rows or any("confusion_matrix" not in r for r in rows):
+        return {}
+    total = np.sum([np.array(r["confusion_matrix"]) for r in rows], axis=0)
+    per_class = {c: [r["per_class_acc"][c] for r in rows if c in r.get("per_class_acc", {})] for c in class_names}
+    return {"confusion_matrix_sum": total.astype(int).tolist(), "class_names": list(class_names),
+            "per_class_acc": {"mean": {c: float(np.mean(v)) for c, v in per_class.items() if v},
+                              "std": {c: float(np.std(v)) for c, v in per_class.items() if v}}}
+
+
 def format_table(rows: list[dict], mean: dict, std: dict) -> str:
     cols = [("fold", "fold"), ("n_train", "train"), ("n_val", "val"), ("n_test", "test"),
             ("val/acc", "val acc %"), ("test/acc", "acc %"), ("test/macro_f1", "macro-F1 %")]
@@ -239,6 +313,9 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
         folds = folds[:1]
     exp_dir = prepare_experiment(cfg, is_zero)
     sweep_env = hold_sweep_env()
+    from asc.repro import reproducibility_record
+
+    record = reproducibility_record(to_dict(cfg), clips) if is_zero else {}
     bof_feats = clip_mean_features(clips, cfg.features) if cfg.cv.bag_of_frames and is_zero else None
     rows = []
     for k in folds:
@@ -256,7 +333,8 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
         rows.append(row)
         mean, std = aggregate(rows)
         results = {"experiment": cfg.experiment.name, "folds": rows, "mean": mean, "std": std,
-                   "complete": len(rows) == len(folds), "config": to_dict(cfg)}
+                   "complete": len(rows) == len(folds), "config": to_dict(cfg),
+                   **cross_fold(rows, clips.class_names), "reproducibility": record}
         write_json_atomic(exp_dir / "results.json", results)
     if not is_zero:
         return {}

@@ -225,8 +225,10 @@ class SceneClassifier(L.LightningModule):
         Returns a dict of numpy arrays: ``probs`` (C,) clip probabilities,
         ``segment_probs`` (S, C), ``starts`` (S,) in samples, ``spec`` (F, T) the
         standardised spectrogram of the whole clip (when ``with_spec``), and where the model has attention
-        ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip by averaging
-        overlapping segments, ``spatial`` (D,) averaged over segments.
+        ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip (overlapping segments
+        averaged with a taper, :func:`asc.attention.stitch_segments`), ``spatial`` (D,)
+        averaged over segments, and ``uniform``, the level of uniform temporal attention
+        (1 / frames of one segment).
         """
         was_training = self.training
         self.eval()
@@ -237,7 +239,7 @@ class SceneClassifier(L.LightningModule):
         starts = segment_starts(len(wave), self.segment, hop)
         frame_hop = self.frontend.hop
         n_clip_frames = n_frames(len(wave), frame_hop)
-        logits_all, temporal, mask, weight, spatial = [], None, None, None, []
+        logits_all, temporal, mask, spatial = [], [], [], []
         for b in range(0, len(starts), max_segments_per_batch):
             chunk = starts[b:b + max_segments_per_batch]
             segs = torch.stack([wave[s:s + size] for s in chunk]).to(self.device)
@@ -249,18 +251,11 @@ class SceneClassifier(L.LightningModule):
                 continue
             a, m = attn["temporal"].float().cpu(), attn["mask"].float().cpu()
             reduction = math.ceil(n_frames(size, frame_hop) / a.shape[1])
-            if temporal is None:
-                temporal = torch.zeros(n_clip_frames)
-                mask = torch.zeros(n_clip_frames, m.shape[2])
-                weight = torch.zeros(n_clip_frames)
             for k, s in enumerate(chunk):
                 first = int(s) // frame_hop
                 # each attention frame covers `reduction` spectrogram frames; a_t is spread evenly
-                a_up = a[k].repeat_interleave(reduction)[: n_clip_frames - first] / reduction
-                m_up = m[k].repeat_interleave(reduction, 0)[: n_clip_frames - first] / reduction
-                temporal[first:first + len(a_up)] += a_up
-                mask[first:first + len(m_up)] += m_up
-                weight[first:first + len(a_up)] += 1
+                temporal.append((first, a[k].repeat_interleave(reduction) / reduction))
+                mask.append((first, m[k].repeat_interleave(reduction, 0) / reduction))
             spatial.append(attn["spatial"].float().cpu())
         logits = torch.cat(logits_all)
         out = {
@@ -271,10 +266,12 @@ class SceneClassifier(L.LightningModule):
         }
         if with_spec:
             out["spec"] = self.features(wave[None].to(self.device))[0].float().cpu().numpy()
-        if temporal is not None:
-            w = weight.clamp_min(1)
-            out["temporal"] = (temporal / w).numpy()
-            out["mask"] = (mask / w[:, None]).numpy()
+        if temporal:
+            from asc.attention import stitch_segments
+
+            out["temporal"] = stitch_segments(temporal, n_clip_frames).numpy()
+            out["mask"] = stitch_segments(mask, n_clip_frames).numpy()
             out["spatial"] = torch.cat(spatial).mean(0).numpy()
+            out["uniform"] = 1.0 / len(temporal[0][1])  # a_t of uniform attention, per frame of one segment
         self.train(was_training)
         return out

@@ -26,9 +26,18 @@ def load_model(checkpoint: str | Path, device: str = "auto"):
     from asc.module import SceneClassifier
 
     path = resolve_checkpoint(checkpoint)
+    not_torch = checkpoint_file_problem(path)
+    if not_torch:
+        raise AscError(f"{display_name(path)!r} is not a loadable weights-only PyTorch checkpoint: {not_torch}; "
+                       "use a .ckpt written by "
+                       "`asc train` or `asc cv` (<output_dir>/<experiment>/fold-<k>/checkpoints/best.ckpt)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - many formats of failure, one message
+        if "Weights only load failed" in str(e) or "weights_only" in str(e):
+            raise AscError(f"{display_name(path)!r} holds Python objects beyond tensors and plain containers; asc "
+                           "loads checkpoints weights-only and will not unpickle them (it was not written by asc, "
+                           "or by an incompatible version)") from None
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise AscError(f"{display_name(path)!r} is not a loadable weights-only PyTorch checkpoint ({first})") from None
     hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
@@ -52,6 +61,26 @@ def load_model(checkpoint: str | Path, device: str = "auto"):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise AscError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
     return model.to(device).eval()
+
+
+def checkpoint_file_problem(path: Path) -> str | None:
+    """Why a file cannot be a PyTorch checkpoint, judged by its first bytes (a zip archive,
+    or an old-style pickle), or None when it may be one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its first bytes are neither a zip archive nor a pickle"
+    first = text.strip().splitlines()[0][:60] if text.strip() else ""
+    return f"it is a text file (starting {first!r})"
 
 
 def resolve_checkpoint(ref: str | Path, search_root: str | Path = "runs") -> Path:
@@ -113,13 +142,13 @@ def predict_files(model, files: list[Path], out_dir: Path, top_k: int = 3, atten
                              "length_s": seg_s,
                              "probabilities": np.round(analysis["segment_probs"], 5).tolist()})
         if attention:
-            from asc.viz import attention_figure, save
+            from asc.viz import attention_figure, band_frequencies, picture_name, save
 
-            png = out_dir / "attention" / f"{path.stem}.png"
+            png = out_dir / "attention" / picture_name(path, row["prediction"])
             png.parent.mkdir(exist_ok=True)
             fig = attention_figure(analysis, model.frontend.hop / model.sample_rate,
                                    f"{display_name(path.name)}: {row['prediction']} ({row['probability']:.2f})",
-                                   class_names=names)
+                                   class_names=names, band_hz=band_frequencies(model.frontend))
             save(fig, png)
             row["attention_png"] = str(png)
         rows.append(row)

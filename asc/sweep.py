@@ -15,9 +15,11 @@ all (seed, fold) results, and the spread of the per-seed means.
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -46,6 +48,10 @@ def load_sweep(path: str | Path) -> dict:
     if not metric.get("name"):
         raise AscError(f"{path}: the sweep needs metric: {{name: mean/test/acc, goal: maximize}}")
     sweep.setdefault("name", path.stem)
+    named = [c for c in map(str, sweep.get("command", [])) if c.startswith("experiment.sweep=")]
+    if named and named[-1].partition("=")[2] != str(sweep["name"]):
+        raise AscError(f"{path}: the command sets {named[-1]} but the sweep is named {sweep['name']!r}; "
+                       "make them the same (run folders are named after experiment.sweep)")
     return sweep
 
 
@@ -90,23 +96,103 @@ def _sample(name: str, spec: dict, rng: np.random.Generator):
 def expand(sweep: dict, count: int | None = None, seed: int = 0) -> list[dict]:
     """Parameter assignments: the full grid (first ``count`` if given) or ``count``
     random draws (default 10)."""
+    if count is not None and count < 1:
+        raise AscError(f"--count {count}: give at least 1 run (or leave --count out for the whole grid)")
     params = sweep["parameters"]
     names = list(params)
     if sweep.get("method", "grid") == "grid":
         grid = [dict(zip(names, combo)) for combo in itertools.product(*(_value_list(n, params[n]) for n in names))]
-        return grid[:count] if count else grid
+        return grid[:count] if count is not None else grid
     rng = np.random.default_rng(seed)
-    return [{n: _sample(n, params[n], rng) for n in names} for _ in range(count or 10)]
+    return [{n: _sample(n, params[n], rng) for n in names} for _ in range(10 if count is None else count)]
+
+
+def _plain(value):
+    """A parameter value as JSON would carry it (1.0 -> 1), so that values coming back from
+    the W&B server name the same run as the values of the sweep file."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _short(value) -> str:
+    value = _plain(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def run_name(sweep_name: str, assignment: dict) -> str:
-    parts = [f"{k.split('.')[-1]}={v}" for k, v in assignment.items()]
-    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", f"{sweep_name}/{','.join(parts)}")
+    """The experiment name of one sweep run: ``<sweep>/<key>=<value>,...-<hash>``, keys in
+    sorted order, floats rounded to 3 significant digits for reading, and a 6-digit hash of
+    the exact values (so that values rounding alike still get their own folder).  The same
+    for ``asc sweep --local`` and for ``asc cv`` under ``wandb agent`` (see
+    :func:`agent_assignment`)."""
+    keys = sorted(assignment)
+    exact = json.dumps([[k, _plain(assignment[k])] for k in keys], default=str)
+    digest = hashlib.sha1(exact.encode()).hexdigest()[:6]
+    parts = [f"{k.split('.')[-1]}={_short(assignment[k])}" for k in keys]
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", f"{sweep_name}/{','.join(parts)}-{digest}")
+
+
+def agent_assignment() -> dict | None:
+    """Under ``wandb agent``: this run's sweep parameters, read from the file the agent
+    writes for it (``WANDB_SWEEP_PARAM_PATH``: ``{key: {value: v}}``); None otherwise."""
+    path = os.environ.get("WANDB_SWEEP_PARAM_PATH")
+    if not path or not os.environ.get("WANDB_SWEEP_ID") or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        params = yaml.safe_load(f) or {}
+    return {k: v["value"] for k, v in params.items() if isinstance(v, dict) and "value" in v}
+
+
+def agent_overrides(config_file: str | None, overrides: list[str]) -> list[str]:
+    """Overrides that give an ``asc cv`` started by ``wandb agent`` the experiment name of
+    its parameters (empty when not under an agent).  The sweep's name comes from
+    ``experiment.sweep`` in the sweep file's command (else ``sweep-<id>``)."""
+    assignment = agent_assignment()
+    if assignment is None:
+        return []
+    from asc.config import load_config
+
+    sweep = load_config(config_file, overrides).experiment.sweep or f"sweep-{os.environ['WANDB_SWEEP_ID']}"
+    return [f"experiment.sweep={sweep}", f"experiment.name={run_name(sweep, assignment)}"]
+
+
+def chosen_epoch_val_metrics(fold_dir: Path) -> dict:
+    """``val/acc`` and ``val/loss`` at the epoch the fold's test used (the first epoch of
+    highest val/acc: best.ckpt), read from ``fold-<k>/metrics.csv``; {} without a
+    validation split."""
+    path = Path(fold_dir) / "metrics.csv"
+    if not path.is_file():
+        return {}
+    best: dict = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("val/acc") and (not best or float(row["val/acc"]) > best["val/acc"]):
+                best = {"val/acc": float(row["val/acc"])}
+                if row.get("val/loss"):
+                    best["val/loss"] = float(row["val/loss"])
+    return best
+
+
+def with_val_metrics(results: dict, exp_dir: Path) -> dict:
+    """results.json content with ``val/acc`` and ``val/loss`` (at the chosen epoch) in each
+    fold row and in ``mean``/``std``: taken as they are when results.json holds them, else
+    read from each fold's metrics.csv."""
+    if "val/acc" in results.get("mean", {}):
+        return results
+    folds = [{**chosen_epoch_val_metrics(Path(exp_dir) / f"fold-{r['fold']}"), **r} for r in results["folds"]]
+    mean, std = dict(results["mean"]), dict(results["std"])
+    for key in ("val/acc", "val/loss"):
+        values = [r[key] for r in folds if key in r]
+        if values and len(values) == len(folds):
+            mean[key], std[key] = float(np.mean(values)), float(np.std(values))
+    return {**results, "folds": folds, "mean": mean, "std": std}
 
 
 def metric_value(results: dict, metric: str) -> tuple[float, float, list[float]]:
-    """(mean, std, per-fold values) of the sweep metric from a results.json;
-    ``mean/test/acc`` and ``test/acc`` both name the fold mean."""
+    """(mean, std, per-fold values) of the sweep metric from a results.json (see
+    :func:`with_val_metrics` for val/* metrics); ``mean/test/acc`` and ``test/acc`` both
+    name the fold mean."""
     key = metric.split("/", 1)[1] if metric.startswith(("mean/", "std/")) else metric
     if key not in results["mean"]:
         raise AscError(f"sweep metric {metric!r} is not in results.json (has: {', '.join(results['mean'])})")
@@ -127,27 +213,39 @@ def pin_parameters(sweep: dict, extra: list[str]) -> tuple[dict, list[str]]:
     return {**sweep, "parameters": params}, rest
 
 
-def run_local(path: str | Path, count: int | None = None, extra: list[str] | None = None) -> list[dict]:
+def run_local(path: str | Path, count: int | None = None,
+              extra: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """Run the sweep here; returns the table rows and the failed runs.  A configuration that fails (a bad
+    value, an error while training) is reported and recorded in sweep.json under
+    ``failed``, and the sweep goes on with the next one."""
     from asc.config import load_config
     from asc.experiment import run_cv, write_json_atomic
 
     full = load_sweep(path)
     sweep, extra = pin_parameters(full, list(extra or []))
     config_file, base = base_arguments(sweep)
+    base = base + [f"experiment.sweep={sweep['name']}"]
     output_dir = Path(load_config(config_file, base + extra).output_dir)
     assignments = expand(sweep, count)
     metric, goal = sweep["metric"]["name"], sweep["metric"].get("goal", "maximize")
-    rows = []
+    rows, failed = [], []
     for n, assignment in enumerate(assignments, 1):
         name = run_name(sweep["name"], assignment)
-        cfg = load_config(config_file, base + [f"{k}={v}" for k, v in assignment.items()] + extra
-                          + [f"experiment.name={name}"])
         print(f"\n=== sweep {sweep['name']}: run {n}/{len(assignments)}: "
-              f"{', '.join(f'{k}={v}' for k, v in assignment.items())}")
-        rows.append(table_row(assignment, run_cv(cfg), metric, output_dir / name))
+              f"{', '.join(f'{k}={_short(v)}' for k, v in assignment.items())}")
+        try:
+            cfg = load_config(config_file, base + [f"{k}={v}" for k, v in assignment.items()] + extra
+                              + [f"experiment.name={name}"])
+            rows.append(table_row(assignment, run_cv(cfg), metric, output_dir / name))
+        except Exception as e:  # noqa: BLE001 - one bad configuration must not stop the sweep
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if not isinstance(e, AscError):
+                reason = f"{type(e).__name__}: {reason}"
+            print(f"sweep {sweep['name']}: run {n} FAILED ({reason}); going on with the next run")
+            failed.append({**assignment, "experiment": str(output_dir / name), "error": reason})
     if sweep["parameters"] != full["parameters"] and full.get("method", "grid") == "grid":
         # a pinned part of the sweep: the table still lists every finished run of the whole grid
-        ran = {r["experiment"] for r in rows}
+        ran = {r["experiment"] for r in rows} | {r["experiment"] for r in failed}
         for assignment in expand(full):
             exp_dir = output_dir / run_name(full["name"], assignment)
             if str(exp_dir) not in ran and (exp_dir / "results.json").is_file():
@@ -159,18 +257,26 @@ def run_local(path: str | Path, count: int | None = None, extra: list[str] | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     params = list(sweep["parameters"])
     pooled = pool_seeds(rows, params, metric)
-    write_tables(rows, params, metric, out_dir, pooled)
-    write_json_atomic(out_dir / "sweep.json", {"sweep": full, "rows": rows, "over_seeds": pooled})
-    return rows
+    if rows:
+        write_tables(rows, params, metric, out_dir, pooled)
+    write_json_atomic(out_dir / "sweep.json", {"sweep": full, "rows": rows, "over_seeds": pooled,
+                                               "failed": failed})
+    if failed:
+        print(f"\n{len(failed)} of {len(assignments)} runs failed (listed in {out_dir / 'sweep.json'}):")
+        for r in failed:
+            print(f"  {r['experiment']}: {r['error']}")
+    return rows, failed
 
 
 def table_row(assignment: dict, results: dict, metric: str, exp_dir: Path) -> dict:
     """One experiment's line in the sweep table, from its results.json content."""
+    results = with_val_metrics(results, exp_dir)
     mean, std, folds = metric_value(results, metric)
     f1 = [f.get("test/macro_f1", float("nan")) for f in results["folds"]]
+    test = [f.get("test/acc", float("nan")) for f in results["folds"]]
     return {**assignment, metric: mean, f"{metric} std": std, "macro_f1": float(np.mean(f1)),
-            "macro_f1 std": float(np.std(f1)), "folds": len(folds), "fold_values": folds,
-            "fold_macro_f1": f1, "experiment": str(exp_dir)}
+            "macro_f1 std": float(np.std(f1)), "test_acc": float(np.mean(test)), "test_acc std": float(np.std(test)),
+            "folds": len(folds), "fold_values": folds, "fold_macro_f1": f1, "fold_test_acc": test, "experiment": str(exp_dir)}
 
 
 def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:
@@ -188,7 +294,8 @@ def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:
     for key, runs in groups.items():
         values = [v for r in runs for v in r["fold_values"]]
         f1 = [v for r in runs for v in r["fold_macro_f1"]]
-        pooled.append({**dict(zip(others, key)), "seeds": sorted(r["seed"] for r in runs),
+        test = [v for r in runs for v in r.get("fold_test_acc", [])]
+        pooled.append({**({"test_acc": float(np.mean(test)), "test_acc std": float(np.std(test))} if test else {}),**dict(zip(others, key)), "seeds": sorted(r["seed"] for r in runs),
                        metric: float(np.mean(values)), f"{metric} std": float(np.std(values)),
                        f"{metric} seed std": float(np.std([r[metric] for r in runs])),
                        "macro_f1": float(np.mean(f1)), "macro_f1 std": float(np.std(f1)), "results": len(values)})
@@ -200,13 +307,19 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
     """sweep.csv and sweep.md (every run, ranked), and with ``pooled`` (from
     :func:`pool_seeds`) sweep_over_seeds.csv and a second table in sweep.md."""
     stats = (metric, f"{metric} std", "macro_f1", "macro_f1 std")
+    # a validation metric ranks the runs; the test accuracy is reported beside it
+    beside = metric not in ("mean/test/acc", "test/acc") and all("test_acc" in r for r in rows)
+    test_head, test_md = (["test_acc mean", "test_acc std"], ["test acc (%)"]) if beside else ([], [])
     _write_csv(out_dir / "sweep.csv",
-               ["rank", *params, f"{metric} mean", f"{metric} std", "macro_f1 mean", "macro_f1 std", "folds",
-                "experiment"],
-               [[i, *(r[p] for p in params), *(f"{r[k]:.4f}" for k in stats), r["folds"], r["experiment"]]
+               ["rank", *params, f"{metric} mean", f"{metric} std", *test_head, "macro_f1 mean", "macro_f1 std",
+                "folds", "experiment"],
+               [[i, *(r[p] for p in params), *(f"{r[k]:.4f}" for k in stats[:2]),
+                 *((f"{r['test_acc']:.4f}", f"{r['test_acc std']:.4f}") if beside else ()),
+                 *(f"{r[k]:.4f}" for k in stats[2:]), r["folds"], r["experiment"]]
                 for i, r in enumerate(rows, 1)])
-    lines = _markdown(["rank", *params, f"{metric} (%)", "macro-F1 (%)", "folds"],
-                      [[i, *(r[p] for p in params), _percent(r, metric), _percent(r, "macro_f1"), r["folds"]]
+    lines = _markdown(["rank", *params, f"{metric} (%)", *test_md, "macro-F1 (%)", "folds"],
+                      [[i, *(_short(r[p]) for p in params), _percent(r, metric),
+                        *([_percent(r, "test_acc")] if beside else []), _percent(r, "macro_f1"), r["folds"]]
                        for i, r in enumerate(rows, 1)])
     if pooled:
         others = [p for p in params if p != "seed"]
@@ -218,9 +331,12 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
                     for i, r in enumerate(pooled, 1)])
         lines += ["", "Pooled over seeds: mean ± std over every (seed, fold) result; seed std = std of the "
                   "per-seed means.", ""]
-        lines += _markdown(["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", "macro-F1 (%)", "results"],
+        beside = beside and all("test_acc" in r for r in pooled)
+        lines += _markdown(["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", *test_md, "macro-F1 (%)",
+                            "results"],
                            [[i, *(r[p] for p in others), ",".join(map(str, r["seeds"])), _percent(r, metric),
-                             f"{100 * r[metric + ' seed std']:.2f}", _percent(r, "macro_f1"), r["results"]]
+                             f"{100 * r[metric + ' seed std']:.2f}", *([_percent(r, "test_acc")] if beside else []),
+                             _percent(r, "macro_f1"), r["results"]]
                             for i, r in enumerate(pooled, 1)])
     (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))

@@ -69,3 +69,38 @@ def test_variant_shorthand():
     assert cfg.model.name == "crnn" and cfg.model.pooling == "max"
     with pytest.raises(AscError, match="model.variant='lstm' is not allowed"):
         load_config(overrides=["model.variant=lstm"])
+
+
+@pytest.mark.parametrize("override, match", [
+    ("trainer.max_epochs=two", "trainer.max_epochs='two' does not fit"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 must be at least 1"),
+    ("trainer.callbacks=[]", "trainer.callbacks cannot be set"),
+    ("trainer.logger=false", "trainer.logger cannot be set"),
+    ("trainer.enable_checkpointing=false", "trainer.enable_checkpointing=false cannot work"),
+    ("trainer.precision=17", "trainer.precision=17 does not fit"),
+])
+def test_bad_trainer_values_are_one_error_before_anything_is_written(tmp_path, override, match):
+    import re
+
+    proc = subprocess.run([sys.executable, "-m", "asc.cli", "cv", f"output_dir={tmp_path}", override],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and re.match(f"error: {match}", proc.stderr), proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "default").exists()
+
+
+def test_good_trainer_values_pass():
+    for override in ("trainer.precision=bf16-mixed", "trainer.devices=[0,1]", "trainer.max_time=00:01:00:00",
+                     "trainer.gradient_clip_val=1", "trainer.limit_train_batches=0.5"):
+        load_config(overrides=[override])
+
+
+def test_a_config_nothing_was_trained_with_may_be_replaced(tmp_path):
+    from asc.experiment import prepare_experiment
+
+    exp = prepare_experiment(load_config(overrides=[f"output_dir={tmp_path}", "optim.lr=0.1"]))
+    cfg = load_config(overrides=[f"output_dir={tmp_path}", "optim.lr=0.2"])
+    assert prepare_experiment(cfg) == exp and "lr: 0.2" in (exp / "config.yaml").read_text()
+    (exp / "fold-1" / "checkpoints").mkdir(parents=True)
+    (exp / "fold-1" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(AscError, match="different config"):
+        prepare_experiment(load_config(overrides=[f"output_dir={tmp_path}", "optim.lr=0.3"]))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: truncated WAV files are caught (a cache of version 1 may hold them)
 
 
 class BadAudio(Exception):
@@ -57,6 +57,45 @@ def probe(path: str | os.PathLike) -> FileInfo:
     return FileInfo(int(info.samplerate), int(info.channels), int(info.frames), str(info.subtype), str(info.format))
 
 
+def wav_truncation(path: str | os.PathLike) -> str | None:
+    """For a RIFF/WAVE file: why its data chunk is shorter than its header says (None when
+    it is whole, or not a plain WAV).  libsndfile derives the frame count from the file
+    size, so a cut-off file reads as a shorter clip without a word; the header's data-chunk
+    size is what the file promised."""
+    import struct
+
+    try:
+        size = os.path.getsize(path)
+        with open(os.fsencode(path), "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None  # no data chunk: libsndfile reports that itself
+                cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(min(csize, 16))
+                    block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else 0
+                    f.seek(csize - len(fmt) + (csize & 1), os.SEEK_CUR)
+                elif cid == b"data":
+                    if csize in (0, 0xFFFFFFFF):  # written while streaming: size unknown
+                        return None
+                    held = size - f.tell()
+                    if held >= csize:
+                        return None
+                    if block_align:
+                        return (f"truncated: the header announces {csize // block_align} frames, the file holds "
+                                f"{max(held, 0) // block_align}")
+                    return f"truncated: the header announces {csize} bytes of audio, the file holds {max(held, 0)}"
+                else:
+                    f.seek(csize + (csize & 1), os.SEEK_CUR)
+    except (OSError, struct.error):
+        return None
+
+
 def _short(e: Exception) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return re.sub(r"^Error (opening|reading) .*?: ", "", text)[:200]  # the path is named by the caller
@@ -85,6 +124,9 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> tuple[np.ndarray, F
     info = probe(path)
     if info.frames == 0:
         raise BadAudio("empty: the file holds no audio frames")
+    problem = wav_truncation(path)
+    if problem:
+        raise BadAudio(problem)
     try:
         data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except Exception as e:

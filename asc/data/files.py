@@ -280,12 +280,12 @@ def list_folder(root: Path, n_folds: int, seed: int) -> Listing:
 
 # ------------------------------------------------------------------------- shared finish
 def cache_dir_for(data_cfg, root: Path) -> Path:
+    """``data.cache_dir``, else the user's cache folder (``$XDG_CACHE_HOME/asc``, default
+    ``~/.cache/asc``): never inside the data set, which may be shared or read-only.  Cache
+    files are keyed by the files' paths, sizes and times, so data sets do not mix."""
     if data_cfg.cache_dir:
         return Path(data_cfg.cache_dir)
-    preferred = root / ".asc_cache"
-    if os.access(root, os.W_OK) or preferred.is_dir():
-        return preferred
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asc"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "asc"
 
 
 def decode(listing: Listing, data_cfg, progress: bool = True):

@@ -1,0 +1,173 @@
+"""Attention pictures: the uniform reference, stitching of overlapping segments, unique
+file names, labels of compared checkpoints, and the notebook's refusal of other data."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from test_cli_cv import TINY, asc
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pictures")
+    proc = asc("train", "experiment.name=tiny", f"output_dir={root}", "logger.mode=disabled", *TINY, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "tiny"
+
+
+def test_stitching_leaves_no_spikes_at_segment_boundaries():
+    from asc.attention import stitch_segments
+
+    # 4-s clip, 2-s segments of 101 frames every 50 frames; each segment's attention sums
+    # to 1 and is 5x higher on its two edge frames (what padding does to a trained model)
+    seg = torch.full((101,), 1.0)
+    seg[[0, -1]] = 5.0
+    seg = seg / seg.sum()
+    out = stitch_segments([(0, seg), (50, seg), (100, seg)], 201).numpy()
+    level = np.median(out)
+    for boundary in (50, 100, 150):  # 1.0, 2.0, 3.0 s
+        assert out[boundary] < 1.05 * level, (boundary, out[boundary] / level)
+    flat = torch.full((101,), 1 / 101)
+    np.testing.assert_allclose(stitch_segments([(0, flat), (50, flat), (100, flat)], 201).numpy(), 1 / 101,
+                               rtol=1e-5)  # uniform attention stays at 1/(frames in a segment)
+    two_d = stitch_segments([(0, flat[:, None].repeat(1, 3)), (50, flat[:, None].repeat(1, 3))], 151)
+    assert two_d.shape == (151, 3) and torch.allclose(two_d, torch.tensor(1 / 101))
+
+
+def test_uniform_line_is_one_over_the_frames_of_a_segment(trained):
+    from asc.data import load_synthetic
+    from asc.predict import load_model
+    from asc.viz import attention_figure
+
+    model = load_model(trained / "fold-1" / "checkpoints" / "best.ckpt", "cpu")
+    clips = load_synthetic(model.cfg.data)
+    wave = clips.audio.get(0)
+    assert len(wave) == 4 * model.sample_rate  # a clip of two segments' length: 3 segments, 201 frames
+    analysis = model.analyse_clip(wave)
+    a = analysis["temporal"]
+    assert len(a) == 201 and analysis["uniform"] > 1.9 / len(a)  # one segment has ~101 frames, not 201
+    assert abs(np.median(a) / analysis["uniform"] - 1) < 0.2  # the line sits where the curve's level is
+    fig = attention_figure(analysis, model.frontend.hop / model.sample_rate, "t")
+    lines = [l for ax in fig.axes for l in ax.get_lines() if l.get_label() == "uniform"]
+    assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(analysis["uniform"])
+
+
+def test_picture_fit_for_a_paper(trained):
+    from asc.data import load_synthetic
+    from asc.predict import load_model
+    from asc.viz import attention_figure, band_frequencies
+
+    model = load_model(trained / "fold-1" / "checkpoints" / "best.ckpt", "cpu")
+    clips = load_synthetic(model.cfg.data)
+    hz = band_frequencies(model.frontend)
+    assert len(hz) == 64 and 40 <= hz[0] <= 100 and 6000 <= hz[-1] <= 8000 and (np.diff(hz) >= 0).all()
+    fig = attention_figure(model.analyse_clip(clips.audio.get(0)), model.frontend.hop / model.sample_rate, "t",
+                           clips.events[0], clips.class_names, hz)
+    spec_ax = fig.axes[0]
+    assert spec_ax.get_ylabel() == "frequency (Hz)"
+    assert any(ax.get_ylabel() == "standardised log power" for ax in fig.axes)  # a colour bar
+    legend = [t.get_text() for t in spec_ax.get_legend().get_texts()]
+    assert "class event" in legend and "distractor" in legend
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "segment probabilities" in titles and not any("mask" in t for t in titles)
+
+
+def test_picture_names_are_unique_and_carry_the_class(trained, tmp_path):
+    import lightning as L
+
+    from asc.config import load_config
+    from asc.data import load_clipset
+    from asc.predict import load_model
+    from asc.tracking import AttentionPictures
+
+    # asc predict --attention on a/rec001.wav and b/rec001.wav: two pictures
+    ckpt = trained / "fold-1" / "checkpoints" / "best.ckpt"
+    rng = np.random.default_rng(0)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        sf.write(tmp_path / d / "rec001.wav", 0.1 * rng.standard_normal(32000).astype(np.float32), 16000)
+    proc = asc("predict", "--checkpoint", str(ckpt), "a", "b", "--out", "out", "--attention", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "out" / "predictions.json").read_text())["files"]
+    pngs = {r["attention_png"] for r in rows}
+    assert len(pngs) == 2 and all((tmp_path / p).is_file() for p in pngs)
+    assert all(Path(r["attention_png"]).name.startswith(f"rec001-{r['prediction']}-") for r in rows)
+
+    # training pictures of a folder data set whose classes hold the same file names
+    for c in ("x", "y", "z"):  # as many classes as the model knows
+        for k in range(3):
+            (tmp_path / "data" / c).mkdir(parents=True, exist_ok=True)
+            sf.write(tmp_path / "data" / c / f"rec{k}.wav", 0.1 * rng.standard_normal(16000).astype(np.float32),
+                     16000)
+    cfg = load_config(overrides=["data.name=folder", f"data.root={tmp_path / 'data'}", "data.n_folds=3",
+                                 f"data.cache_dir={tmp_path / 'cache'}"])
+    clips = load_clipset(cfg.data)
+    ids = [i for i, item in enumerate(clips.items) if Path(item).stem == "rec0"]
+    assert len(ids) == 3
+    model = load_model(ckpt, "cpu")
+    pictures = AttentionPictures(clips, ids, tmp_path / "pics")
+    pictures.render(L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False), model, "test")
+    names = sorted(p.name for p in (tmp_path / "pics").glob("*.png"))
+    assert [n[:12] for n in names] == ["test-rec0-x-", "test-rec0-y-", "test-rec0-z-"]
+
+
+def test_attention_labels_two_checkpoints_of_one_fold(trained, tmp_path):
+    ckpts = trained / "fold-1" / "checkpoints"
+    proc = asc("attention", "--checkpoint", str(ckpts / "best.ckpt"), "--checkpoint", str(ckpts / "last.ckpt"),
+               "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "attention_scores.json").read_text())
+    assert list(res) == ["stap (tiny/fold-1/best)", "stap (tiny/fold-1/last)"]
+    assert "stap (tiny/fold-1/best)" in proc.stdout.splitlines()[0] and "stap (tiny/fold-1/last)" in proc.stdout
+
+
+def test_attention_notebook_refuses_a_checkpoint_of_other_data(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from datasets import make_folder
+
+    make_folder(tmp_path / "rec", per_class=3)
+    proc = asc("train", "data.name=folder", f"data.root={tmp_path / 'rec'}", "data.n_folds=3",
+               f"data.cache_dir={tmp_path / 'cache'}", "experiment.name=rec", f"output_dir={tmp_path}",
+               "logger.mode=disabled", *[a for a in TINY if not a.startswith("data.synthetic")], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "rec" / "fold-1" / "checkpoints" / "best.ckpt"
+    proc = asc("attention", "--checkpoint", str(ckpt), cwd=tmp_path)
+    assert proc.returncode == 2 and "synthetic" in proc.stderr
+    os.environ.update(ASC_CHECKPOINT=str(ckpt), ASC_CLIPS="1")
+    nb = nbformat.read(REPO / "notebooks" / "attention_maps.ipynb", as_version=4)
+    with pytest.raises(CellExecutionError, match="was trained on folder.*synthetic scenes"):
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "accuracy on these clips" not in text  # stopped before scoring the wrong clips
+
+
+def test_attention_compare_two_runs_on_the_same_clips(trained, tmp_path):
+    ckpts = trained / "fold-1" / "checkpoints"
+    proc = asc("attention", "--compare", str(ckpts / "best.ckpt"), str(ckpts / "last.ckpt"), "--out", "cmp",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    labels = ["stap (tiny/fold-1/best)", "stap (tiny/fold-1/last)"]
+    assert list(report["checkpoints"]) == labels
+    assert len(report["clips"]) == 3 and {r["true"] for r in report["clips"]} == {"up_sweep", "down_sweep",
+                                                                                  "rising_pair"}
+    for row in report["clips"]:
+        assert all(row[l]["event_score"] > 0 for l in labels)
+        assert (tmp_path / row["picture"]).read_bytes()[:4] == b"\x89PNG"
+        assert Path(row["picture"]).name.startswith("compare-") and row["true"] in row["picture"]
+    assert proc.stdout.count("(true ") == 3
+    proc = asc("attention", cwd=tmp_path)
+    assert proc.returncode == 2 and "--compare" in proc.stderr

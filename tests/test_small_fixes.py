@@ -1,0 +1,87 @@
+"""Smaller items: checkpoints that are not, cv.folds=1, the W&B fold run's config and
+warnings, validation pictures, the decoded-audio cache's place."""
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from asc.config import load_config
+from asc.errors import AscError
+from test_cli_cv import TINY, asc
+
+
+def test_text_file_or_pickled_objects_as_checkpoint(tmp_path):
+    from asc.predict import load_model
+
+    (tmp_path / "notes.ckpt").write_text("epoch 12: acc 0.93\nlooks good\n")
+    with pytest.raises(AscError, match=r"is not a loadable weights-only PyTorch checkpoint: it is a text file \(starting 'epoch 12"):
+        load_model(tmp_path / "notes.ckpt")
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(AscError, match="the file is empty"):
+        load_model(tmp_path / "empty.ckpt")
+    torch.save({"state_dict": {}, "thing": Path("x")}, tmp_path / "obj.ckpt")  # a zip holding a pickled object
+    with pytest.raises(AscError, match="holds Python objects beyond tensors"):
+        load_model(tmp_path / "obj.ckpt")
+    proc = asc("predict", "--checkpoint", str(tmp_path / "notes.ckpt"), str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "text file" in proc.stderr
+    assert "(101)" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_one_fold_as_a_number(tmp_path):
+    assert list(load_config(overrides=["cv.folds=1"]).cv.folds) == [1]
+    f = tmp_path / "c.yaml"
+    f.write_text("cv: {folds: 2}\n")
+    assert list(load_config(f).cv.folds) == [2]
+
+
+def test_user_cache_dir_is_the_default(tmp_path, monkeypatch):
+    from datasets import make_folder
+
+    from asc.data import load_clipset
+
+    make_folder(tmp_path / "data", per_class=2)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    clips = load_clipset(load_config(overrides=["data.name=folder", f"data.root={tmp_path / 'data'}",
+                                                "data.n_folds=2"]).data)
+    assert len(clips) == 6
+    assert list((tmp_path / "xdg" / "asc").glob("*.f16")) and not (tmp_path / "data" / ".asc_cache").exists()
+
+
+def test_fold_run_config_once_no_anonymous_warning_and_val_pictures(tmp_path):
+    from wandb_offline import read_run
+
+    from asc.data import load_clipset
+    from asc.data.datamodule import SceneDataModule
+
+    proc = asc("cv", "experiment.name=one", f"output_dir={tmp_path}", "logger.mode=offline", "cv.folds=1",
+               "logger.attention_every_n_epochs=1", *TINY, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "anonymous" not in proc.stderr + proc.stdout
+    res = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert [f["fold"] for f in res["folds"]] == [1]
+    runs = [read_run(d) for d in (tmp_path / "one" / "wandb").glob("offline-run-*")]
+    (fold,) = [r for r in runs if r["run"]["job_type"] == "fold-1"]
+    assert fold["config"]["model"]["pooling"] == "stap" and fold["config"]["fold"] == 1
+    assert "cfg" not in fold["config"] and "class_names" not in fold["config"]  # the config once, not twice
+    # attention at test time as a W&B Table: one row per picked clip (one per class)
+    run_dir = next(d for d in (tmp_path / "one" / "wandb").glob("offline-run-*") if read_run(d)["run"]["job_type"] == "fold-1")
+    (table_file,) = (run_dir / "files" / "media" / "table").rglob("attention_table*.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"] == ["fold", "clip", "true", "predicted", "probability", "attention", "audio",
+                                "event_score"]
+    assert len(table["data"]) == 3 and {r[2] for r in table["data"]} == {"up_sweep", "down_sweep", "rising_pair"}
+    assert all(r[0] == 1 and r[7] is not None and r[7] > 0 for r in table["data"])
+    # pictures during training are of validation clips; at test time of test clips
+    cfg = load_config(overrides=[*TINY])
+    clips = load_clipset(cfg.data)
+    dm = SceneDataModule(clips, 1, cfg.data)
+    stems = lambda idx: sorted(Path(clips.items[i]).stem for i in idx)  # noqa: E731
+    pics = tmp_path / "one" / "fold-1" / "attention"
+    stem = lambda png: "-".join(png.stem.split("-")[1:-2])  # noqa: E731 - <tag>-<stem>-<class>-<hash>.png
+    epoch = sorted(stem(p) for p in pics.glob("epoch001-*.png"))
+    test = sorted(stem(p) for p in pics.glob("test-*.png"))
+    assert epoch and set(epoch) <= set(stems(dm.val_idx)) and not set(epoch) & set(stems(dm.test_idx))
+    assert test and set(test) <= set(stems(dm.test_idx))

@@ -158,8 +158,15 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
 
     from asc.data.datamodule import SceneDataModule
     from asc.module import SceneClassifier
-    from asc.tracking import (AtomicCheckpointIO, AttentionPictures, ResumableCSVLogger, WandbSteps,
-                              finish_fold_logging, stored_run_id, wandb_logger)
+    from asc.tracking import (
+        AtomicCheckpointIO,
+        AttentionPictures,
+        ResumableCSVLogger,
+        WandbSteps,
+        finish_fold_logging,
+        stored_run_id,
+        wandb_logger,
+    )
 
     fold_dir = exp_dir / f"fold-{fold}"
     run_id = None

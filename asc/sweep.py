@@ -276,7 +276,8 @@ def table_row(assignment: dict, results: dict, metric: str, exp_dir: Path) -> di
     test = [f.get("test/acc", float("nan")) for f in results["folds"]]
     return {**assignment, metric: mean, f"{metric} std": std, "macro_f1": float(np.mean(f1)),
             "macro_f1 std": float(np.std(f1)), "test_acc": float(np.mean(test)), "test_acc std": float(np.std(test)),
-            "folds": len(folds), "fold_values": folds, "fold_macro_f1": f1, "fold_test_acc": test, "experiment": str(exp_dir)}
+            "folds": len(folds), "fold_values": folds, "fold_macro_f1": f1, "fold_test_acc": test,
+            "experiment": str(exp_dir)}
 
 
 def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:
@@ -295,7 +296,8 @@ def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:
         values = [v for r in runs for v in r["fold_values"]]
         f1 = [v for r in runs for v in r["fold_macro_f1"]]
         test = [v for r in runs for v in r.get("fold_test_acc", [])]
-        pooled.append({**({"test_acc": float(np.mean(test)), "test_acc std": float(np.std(test))} if test else {}),**dict(zip(others, key)), "seeds": sorted(r["seed"] for r in runs),
+        test_cols = {"test_acc": float(np.mean(test)), "test_acc std": float(np.std(test))} if test else {}
+        pooled.append({**test_cols, **dict(zip(others, key)), "seeds": sorted(r["seed"] for r in runs),
                        metric: float(np.mean(values)), f"{metric} std": float(np.std(values)),
                        f"{metric} seed std": float(np.std([r[metric] for r in runs])),
                        "macro_f1": float(np.mean(f1)), "macro_f1 std": float(np.std(f1)), "results": len(values)})

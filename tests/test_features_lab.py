@@ -2,16 +2,15 @@
 reproducibility record and cross-fold summary in results.json, `asc config show`."""
 
 import json
-from pathlib import Path
 import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli_cv import TINY, asc
 
 from asc.config import load_config
 from asc.errors import AscError
-from test_cli_cv import TINY, asc
 
 
 def test_early_stopping_lines_per_epoch_and_results_record(tmp_path):

@@ -3,14 +3,12 @@ file names, labels of compared checkpoints, and the notebook's refusal of other 
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from test_cli_cv import TINY, asc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,10 +130,9 @@ def test_attention_labels_two_checkpoints_of_one_fold(trained, tmp_path):
 
 def test_attention_notebook_refuses_a_checkpoint_of_other_data(tmp_path):
     import nbformat
+    from datasets import make_folder
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
-
-    from datasets import make_folder
 
     make_folder(tmp_path / "rec", per_class=3)
     proc = asc("train", "data.name=folder", f"data.root={tmp_path / 'rec'}", "data.n_folds=3",

@@ -34,7 +34,8 @@ def test_predict_files_and_folders(checkpoint, tmp_path):
                "--top-k", "2", "--attention", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]  # a file failed: the exit status says so
     assert "7 of 8 files classified; 1 could not be read" in proc.stdout
-    assert proc.stderr.strip().splitlines()[-1] == "error: 1 of 8 files could not be classified (reasons in predictions.csv)"
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "error: 1 of 8 files could not be classified (reasons in predictions.csv)"
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert len(rows) == 8 and list(rows[0])[:8] == ["file", "status", "prediction", "probability", "top1",
                                                     "top1_probability", "top2", "top2_probability"]

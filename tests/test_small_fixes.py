@@ -2,22 +2,22 @@
 warnings, validation pictures, the decoded-audio cache's place."""
 
 import json
-import pickle
 from pathlib import Path
 
 import pytest
 import torch
+from test_cli_cv import TINY, asc
 
 from asc.config import load_config
 from asc.errors import AscError
-from test_cli_cv import TINY, asc
 
 
 def test_text_file_or_pickled_objects_as_checkpoint(tmp_path):
     from asc.predict import load_model
 
     (tmp_path / "notes.ckpt").write_text("epoch 12: acc 0.93\nlooks good\n")
-    with pytest.raises(AscError, match=r"is not a loadable weights-only PyTorch checkpoint: it is a text file \(starting 'epoch 12"):
+    with pytest.raises(AscError, match=r"is not a loadable weights-only PyTorch checkpoint: "
+                       r"it is a text file \(starting 'epoch 12"):
         load_model(tmp_path / "notes.ckpt")
     (tmp_path / "empty.ckpt").write_bytes(b"")
     with pytest.raises(AscError, match="the file is empty"):
@@ -67,7 +67,8 @@ def test_fold_run_config_once_no_anonymous_warning_and_val_pictures(tmp_path):
     assert fold["config"]["model"]["pooling"] == "stap" and fold["config"]["fold"] == 1
     assert "cfg" not in fold["config"] and "class_names" not in fold["config"]  # the config once, not twice
     # attention at test time as a W&B Table: one row per picked clip (one per class)
-    run_dir = next(d for d in (tmp_path / "one" / "wandb").glob("offline-run-*") if read_run(d)["run"]["job_type"] == "fold-1")
+    run_dir = next(d for d in (tmp_path / "one" / "wandb").glob("offline-run-*")
+                   if read_run(d)["run"]["job_type"] == "fold-1")
     (table_file,) = (run_dir / "files" / "media" / "table").rglob("attention_table*.json")
     table = json.loads(table_file.read_text())
     assert table["columns"] == ["fold", "clip", "true", "predicted", "probability", "attention", "audio",

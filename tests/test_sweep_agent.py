@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
-
 from test_cli_cv import TINY, asc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +87,8 @@ def test_two_agent_runs_train_into_their_own_folders(tmp_path):
     sweep_file.write_text(yaml.safe_dump(sweep, sort_keys=False))
     proc = asc("sweep", str(sweep_file), "--local", "model.variant=stap", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert proc.stdout.count("already finished") == 4 and "run 1 FAILED (augment.mix='nope' is not allowed" in proc.stdout
+    assert proc.stdout.count("already finished") == 4
+    assert "run 1 FAILED (augment.mix='nope' is not allowed" in proc.stdout
     out = json.loads((tmp_path / "runs" / "pooling_ablation" / "sweep.json").read_text())
     assert [f["augment.mix"] for f in out["failed"]] == ["nope"] and len(out["rows"]) == 2
     assert {r["experiment"] for r in out["rows"]} == {str(f) for f in folders.values()}

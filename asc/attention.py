@@ -8,43 +8,11 @@ of the clip's frames those intervals cover.  1.0 is chance (attention spread eve
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from asc.errors import AscError
-
-
-def segment_taper(n: int):
-    """Overlap-add weights of a segment's ``n`` frames: a Hann taper, never zero.  Where
-    segments overlap, each frame is taken mostly from the segment that has it near its
-    middle; a segment's edge frames (distorted by padding, often given odd attention)
-    count little there, so segment boundaries leave no spikes or dips."""
-    import torch
-
-    i = torch.arange(n, dtype=torch.float32)
-    return torch.sin(math.pi * (i + 0.5) / n) ** 2
-
-
-def stitch_segments(pieces, n_frames: int):
-    """Per-frame values of overlapping segments stitched over a clip of ``n_frames``
-    frames: ``pieces`` holds ``(first_frame, values)`` per segment, ``values`` (L, ...) a
-    tensor; the result (n_frames, ...) is the :func:`segment_taper`-weighted mean of the
-    segments covering each frame (0 where none does).  A segment's values that sum to 1
-    keep that level: uniform attention stays flat at 1/L."""
-    import torch
-
-    out = weight = None
-    for first, values in pieces:
-        keep = max(0, min(len(values), n_frames - first))
-        values, w = values[:keep], segment_taper(len(values))[:keep]
-        if out is None:
-            out = torch.zeros((n_frames, *values.shape[1:]))
-            weight = torch.zeros(n_frames)
-        out[first:first + len(values)] += values * w.reshape(-1, *([1] * (values.dim() - 1)))
-        weight[first:first + len(values)] += w
-    return out / weight.clamp_min(1e-12).reshape(-1, *([1] * (out.dim() - 1)))
 
 
 def event_frames(n_frames: int, hop_seconds: float, intervals: list[tuple[float, float]]) -> np.ndarray:
@@ -147,7 +115,7 @@ def compare_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "au
     ``per_class`` test clips of each class of the first checkpoint's fold, one picture per
     clip (``compare-<clip>-<class>-<hash>.png``) and ``compare.json`` with each model's
     prediction and attention score (mass in class events / their coverage) per clip."""
-    from asc.experiment import attention_clip_ids
+    from asc.data.base import attention_clip_ids
     from asc.predict import load_model
     from asc.viz import band_frequencies, compare_figure, picture_name, save
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -20,29 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from asc.config import to_dict, to_yaml
 from asc.data import load_clipset
-from asc.data.base import ClipSet
+from asc.data.base import ClipSet, attention_clip_ids
 from asc.errors import AscError
+from asc.io import write_json_atomic, write_text_atomic
 
 METRICS = ("test/acc", "test/macro_f1")
 VAL_METRICS = ("val/acc", "val/macro_f1", "val/loss")  # at the chosen checkpoint
 # keys that may change between a run and its resumption without changing its results
 RESUMABLE_KEYS = ("cv", "logger", "data.num_workers", "data.root", "data.cache_dir", "trainer.devices",
                   "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "trainer.enable_progress_bar")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader (or a kill at
-    any moment) sees either the old file or the new one, never half of one."""
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 def checkpoint_epoch(path: Path) -> int | None:
@@ -105,14 +90,6 @@ def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
         exp_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cfg_path, to_yaml(cfg))
     return exp_dir
-
-
-def attention_clip_ids(clips: ClipSet, indices: np.ndarray, per_class: int) -> list[int]:
-    """A fixed set of clips: the first ``per_class`` of each class among ``indices``."""
-    chosen = []
-    for c in range(len(clips.class_names)):
-        chosen += [int(i) for i in indices[clips.labels[indices] == c][:per_class]]
-    return chosen
 
 
 def training_extras(cfg: DictConfig, fold: int, trainer_kwargs: dict) -> tuple[list, dict]:

@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from asc.augment import bc_mix_spectrogram, mix_batch, random_gain, roll_frames, soft_target_kl, spec_mask
 from asc.checkpoints import stamp as stamp_checkpoint
-from asc.data.datamodule import segment_samples, segment_starts
+from asc.data.datamodule import segment_samples, segment_starts, stitch_segments
 from asc.features import BandStandardizer, LogSpectrogram, frame_mask, frame_params, n_frames
 from asc.models import build_model
 
@@ -226,7 +226,7 @@ class SceneClassifier(L.LightningModule):
         ``segment_probs`` (S, C), ``starts`` (S,) in samples, ``spec`` (F, T) the
         standardised spectrogram of the whole clip (when ``with_spec``), and where the model has attention
         ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip (overlapping segments
-        averaged with a taper, :func:`asc.attention.stitch_segments`), ``spatial`` (D,)
+        averaged with a taper, :func:`asc.data.datamodule.stitch_segments`), ``spatial`` (D,)
         averaged over segments, and ``uniform``, the level of uniform temporal attention
         (1 / frames of one segment).
         """
@@ -267,8 +267,6 @@ class SceneClassifier(L.LightningModule):
         if with_spec:
             out["spec"] = self.features(wave[None].to(self.device))[0].float().cpu().numpy()
         if temporal:
-            from asc.attention import stitch_segments
-
             out["temporal"] = stitch_segments(temporal, n_clip_frames).numpy()
             out["mask"] = stitch_segments(mask, n_clip_frames).numpy()
             out["spatial"] = torch.cat(spatial).mean(0).numpy()

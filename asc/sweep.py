@@ -219,7 +219,8 @@ def run_local(path: str | Path, count: int | None = None,
     value, an error while training) is reported and recorded in sweep.json under
     ``failed``, and the sweep goes on with the next one."""
     from asc.config import load_config
-    from asc.experiment import run_cv, write_json_atomic
+    from asc.experiment import run_cv
+    from asc.io import write_json_atomic
 
     full = load_sweep(path)
     sweep, extra = pin_parameters(full, list(extra or []))

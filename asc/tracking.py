@@ -44,7 +44,7 @@ def stored_run_id(id_file: Path) -> str:
     import secrets
     import string
 
-    from asc.experiment import write_text_atomic
+    from asc.io import write_text_atomic
 
     if not id_file.exists():
         alphabet = string.ascii_lowercase + string.digits
@@ -145,9 +145,6 @@ def aggregate_run(cfg, exp_dir: Path, results: dict, sweep_env: dict | None = No
                          id=run_id, resume=resume, reinit="finish_previous", settings=wandb.Settings(**settings))
     except Exception as e:  # noqa: BLE001 - a tracking failure must not lose the results
         raise AscError(f"could not start the W&B aggregate run ({e}); results are safe in {exp_dir}") from None
-    from asc.sweep import with_val_metrics
-
-    results = with_val_metrics(results, exp_dir)  # the sweep metric mean/val/acc, with test beside
     folds = results["folds"]
     keys = sorted({k for row in folds for k in row if isinstance(row[k], (int, float))})
     table = wandb.Table(columns=keys, data=[[row.get(k) for k in keys] for row in folds])
@@ -250,7 +247,7 @@ class WandbSteps(Callback):
     def record(self, trainer, *_) -> None:
         if not trainer.is_global_zero:
             return
-        from asc.experiment import write_text_atomic
+        from asc.io import write_text_atomic
 
         try:
             write_text_atomic(self.step_file, str(self.logger.experiment.step))

@@ -9,7 +9,7 @@ from asc.models.complexity import complexity_from_config, count_macs, count_para
 # 8 kHz, 16/8 ms frames (128 / 64 samples), 8 gammatone bands, 0.5 s segments: 4000 // 64 + 1 = 63 frames
 TINY = ["data.sample_rate=8000", "data.segment_seconds=0.5", "features.n_bins=8", "features.win_ms=16.0",
         "features.hop_ms=8.0", "features.fmin=100.0", "model.conv_channels=[2,3]", "model.freq_pool=[2,2]",
-        "model.time_pool=[2,1]", "model.rnn_hidden=4", "model.attention_dim=3"]
+        "model.time_pool=[2,1]", "model.rnn_hidden=4", "model.attention_dim=3", "model.max_aux_weight=0"]
 
 
 def hand_count_stap_crnn() -> tuple[int, int]:
@@ -40,6 +40,9 @@ def test_stap_crnn_matches_a_hand_count():
     # front-end: STFT as two convolutions (cos, sin) of 65 bins x 128 taps per frame, then the
     # 8 x 65 gammatone filterbank per frame
     assert c["frontend_macs_per_second"] == round((2 * 65 * 128 * 63 + 8 * 65 * 63) / 0.5)
+    # the auxiliary max-pooling classifier (training only): C x (D + 1) more parameters
+    with_aux = complexity_from_config(load_config(overrides=TINY + ["model.max_aux_weight=1"]), n_classes=2)
+    assert with_aux["params"] == 604 + 2 * (8 + 1)
 
 
 def test_counting_primitives():

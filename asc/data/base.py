@@ -88,3 +88,11 @@ def stratified_split(indices: np.ndarray, labels: np.ndarray, fraction: float, s
     held_arr = np.array(sorted(held), dtype=np.int64)
     rest = np.setdiff1d(indices, held_arr)
     return rest, held_arr
+
+
+def attention_clip_ids(clips: ClipSet, indices: np.ndarray, per_class: int) -> list[int]:
+    """A fixed set of clips: the first ``per_class`` of each class among ``indices``."""
+    chosen = []
+    for c in range(len(clips.class_names)):
+        chosen += [int(i) for i in indices[clips.labels[indices] == c][:per_class]]
+    return chosen

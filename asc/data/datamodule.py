@@ -36,6 +36,33 @@ def segment_starts(n_samples: int, segment: int | None, hop: int) -> np.ndarray:
     return np.round(np.linspace(0, n_samples - segment, n)).astype(np.int64)
 
 
+def segment_taper(n: int):
+    """Overlap-add weights of a segment's ``n`` frames: a Hann taper, never zero.  Where
+    segments overlap, each frame is taken mostly from the segment that has it near its
+    middle; a segment's edge frames (distorted by padding, often given odd attention)
+    count little there, so segment boundaries leave no spikes or dips."""
+    i = torch.arange(n, dtype=torch.float32)
+    return torch.sin(math.pi * (i + 0.5) / n) ** 2
+
+
+def stitch_segments(pieces, n_frames: int):
+    """Per-frame values of overlapping segments stitched over a clip of ``n_frames``
+    frames: ``pieces`` holds ``(first_frame, values)`` per segment, ``values`` (L, ...) a
+    tensor; the result (n_frames, ...) is the :func:`segment_taper`-weighted mean of the
+    segments covering each frame (0 where none does).  A segment's values that sum to 1
+    keep that level: uniform attention stays flat at 1/L."""
+    out = weight = None
+    for first, values in pieces:
+        keep = max(0, min(len(values), n_frames - first))
+        values, w = values[:keep], segment_taper(len(values))[:keep]
+        if out is None:
+            out = torch.zeros((n_frames, *values.shape[1:]))
+            weight = torch.zeros(n_frames)
+        out[first:first + len(values)] += values * w.reshape(-1, *([1] * (values.dim() - 1)))
+        weight[first:first + len(values)] += w
+    return out / weight.clamp_min(1e-12).reshape(-1, *([1] * (out.dim() - 1)))
+
+
 class RandomCrops(Dataset):
     """One random crop of at most ``segment`` samples of each clip per epoch (the whole
     clip when it is shorter, or when ``segment`` is None)."""

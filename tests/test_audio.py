@@ -34,7 +34,7 @@ def test_truncated_and_garbage_wavs_are_bad(tmp_path):
 
 
 def test_data_check_and_training_name_the_truncated_file(tmp_path):
-    from datasets import make_folder
+    from helpers.audio_trees import make_folder
 
     from asc.config import load_config
     from asc.data import load_clipset

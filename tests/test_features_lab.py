@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli_cv import TINY, asc
+from helpers.cli import TINY, asc
 
 from asc.config import load_config
 from asc.errors import AscError
 
 
 def test_early_stopping_lines_per_epoch_and_results_record(tmp_path):
-    from wandb_offline import read_run
+    from helpers.wandb_offline import read_run
 
     tiny = [a for a in TINY if not a.startswith(("trainer.max_epochs", "trainer.enable_progress_bar"))]
     proc = asc("cv", "experiment.name=es", f"output_dir={tmp_path}", "logger.mode=offline", *tiny,
@@ -68,7 +68,7 @@ def test_config_show(tmp_path):
                "model.variant=cnn", "early_stopping.monitor=val/acc", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
-    assert "  name: cnn  # crnn | cnn" in out and "  max_epochs: 40  # lightning.Trainer argument" in out
+    assert "  name: cnn  # crnn | cnn" in out and "  max_epochs: 80  # lightning.Trainer argument" in out
     assert any(l.startswith("  monitor: val/acc  # null: off; a validation metric") for l in out)
     assert any(l.startswith("  sample_rate: 16000  # Hz") for l in out)
     import yaml

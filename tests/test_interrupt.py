@@ -9,11 +9,11 @@ import subprocess
 import sys
 import time
 
-from test_cli_cv import TINY, asc
+from helpers.cli import TINY, asc
 
 
 def _steps(run_dir):
-    from wandb_offline import records
+    from helpers.wandb_offline import records
 
     (log,) = run_dir.glob("run-*.wandb")
     return [r.history.step.num for r in records(log) if r.WhichOneof("record_type") == "history"]

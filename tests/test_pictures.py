@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_cli_cv import TINY, asc
+from helpers.cli import TINY, asc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,7 +130,7 @@ def test_attention_labels_two_checkpoints_of_one_fold(trained, tmp_path):
 
 def test_attention_notebook_refuses_a_checkpoint_of_other_data(tmp_path):
     import nbformat
-    from datasets import make_folder
+    from helpers.audio_trees import make_folder
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 

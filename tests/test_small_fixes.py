@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli_cv import TINY, asc
+from helpers.cli import TINY, asc
 
 from asc.config import load_config
 from asc.errors import AscError
@@ -38,7 +38,7 @@ def test_one_fold_as_a_number(tmp_path):
 
 
 def test_user_cache_dir_is_the_default(tmp_path, monkeypatch):
-    from datasets import make_folder
+    from helpers.audio_trees import make_folder
 
     from asc.data import load_clipset
 
@@ -51,7 +51,7 @@ def test_user_cache_dir_is_the_default(tmp_path, monkeypatch):
 
 
 def test_fold_run_config_once_no_anonymous_warning_and_val_pictures(tmp_path):
-    from wandb_offline import read_run
+    from helpers.wandb_offline import read_run
 
     from asc.data import load_clipset
     from asc.data.datamodule import SceneDataModule

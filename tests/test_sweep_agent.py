@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from test_cli_cv import TINY, asc
+from helpers.cli import TINY, asc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def agent_run(sweep_file: Path, sweep_id: str, run_id: str, params: dict, cwd: P
 
 
 def test_two_agent_runs_train_into_their_own_folders(tmp_path):
-    from wandb_offline import read_run
+    from helpers.wandb_offline import read_run
 
     from asc.sweep import run_name
 

@@ -190,10 +190,13 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     with interruptible(trainer):
         trainer.fit(module, dm, ckpt_path=str(last) if resumed_from is not None else None, weights_only=True)
     best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else str(last)
-    val_metrics = trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0] if has_val else {}
-    metrics = {}
-    if cfg.cv.test:
-        with interruptible(trainer):
+    val_metrics, metrics = {}, {}
+    with interruptible(trainer):
+        if has_val:  # the validation metrics of the chosen checkpoint, for results.json only: not
+            loggers, trainer.loggers = trainer.loggers, []  # logged again as one more epoch
+            val_metrics = trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+            trainer.loggers = loggers
+        if cfg.cv.test:
             metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
     if not trainer.is_global_zero:
         return None

@@ -57,9 +57,12 @@ def test_old_checkpoint_attention_scores_as_at_b6efd54(old_checkpoint_dir, expec
     (got,) = json.loads((tmp_path / "attention_scores.json").read_text()).values()
     want = expected["attention"]
     assert got["n_clips"] == want["n_clips"] and got["accuracy"] == pytest.approx(want["accuracy"])
-    assert got["overall"] == pytest.approx(want["overall"], abs=1e-4)
+    # #13 stitches overlapping segments' attention with a taper instead of a plain mean (no
+    # spikes at segment boundaries), so the scores may move a little; the network's
+    # per-segment attention is what it was.
+    assert got["overall"] == pytest.approx(want["overall"], abs=2e-3)
     for c, v in want["per_class"].items():
-        assert got["per_class"][c] == pytest.approx(v, abs=1e-4)
+        assert got["per_class"][c] == pytest.approx(v, abs=2e-3)
 
 
 @pytest.mark.slow

@@ -35,8 +35,8 @@ AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "aug
 
 def grid(name: str) -> list[tuple[str, list[str]]]:
     """(experiment name, asc cv arguments) of every job of a grid."""
-    if name == "tune-d":  # recipe search on D, validation only
-        tune = ["cv.test=false", "cv.bag_of_frames=false"]
+    if name == "tune-d":  # recipe search on D, validation only, from the paper's recipe
+        tune = ["--config", "experiments/phan2019.yaml", "cv.test=false", "cv.bag_of_frames=false"]
         return [(f"tune-d-{n}", D + tune + o) for n, o in [
             ("paper", ["augment.mix=bc"]),
             ("aug", AUG),
@@ -67,20 +67,6 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
                ("paper", ["--config", "experiments/phan2019.yaml"])]
         return ([(f"d-{n}-s{s}", D + o + [f"seed={s}"]) for n, o in three for s in SEEDS] +
                 [(f"d-{n}-s0", D + o) for n, o in one])
-    if name == "hard":  # sparse events, fold 1: poolings with and without the max-pooling auxiliary loss
-        jobs = []
-        for pooling in ("stap", "temporal", "mean", "max"):
-            jobs += [(f"hard-{pooling}-aux1-s{s}", HARD + [f"model.pooling={pooling}", f"seed={s}"]) for s in SEEDS]
-            jobs.append((f"hard-{pooling}-aux0-s0", HARD + [f"model.pooling={pooling}", "model.max_aux_weight=0"]))
-        jobs += [(f"hard-stap-aux1-{n}-s0", HARD + o) for n, o in [
-            ("bc", ["augment.mix=bc"]), ("noroll", ["augment.roll=false"]), ("seg2", ["data.segment_seconds=2.0"])]]
-        return jobs
-    if name == "d":  # the frozen default recipe and its baselines on D, 3 seeds × 5 folds
-        variants = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"]), ("mean-bc", ["model.pooling=mean"]),
-                    ("mean-nobc", ["model.pooling=mean", "augment.mix=none"]),
-                    ("temporal-bc", ["model.pooling=temporal"]), ("max-bc", ["model.pooling=max"]),
-                    ("cnn-bc", ["model.name=cnn"]), ("paper", ["--config", "experiments/phan2019.yaml"])]
-        return [(f"d-{n}-s{s}", D + o + [f"seed={s}"]) for n, o in variants for s in SEEDS]
     if name == "demo":  # the embedded scenes with the default recipe (experiments/demo.yaml), 4 folds
         variants = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"])]
         return [(f"demo-{n}-s{s}", DEMO + o + [f"seed={s}"]) for n, o in variants for s in SEEDS]

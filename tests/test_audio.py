@@ -34,11 +34,10 @@ def test_truncated_and_garbage_wavs_are_bad(tmp_path):
 
 
 def test_data_check_and_training_name_the_truncated_file(tmp_path):
-    from helpers.audio_trees import make_folder
-
     from asc.config import load_config
     from asc.data import load_clipset
     from asc.errors import AscError
+    from helpers.audio_trees import make_folder
 
     make_folder(tmp_path / "d", per_class=3)
     good = next((tmp_path / "d").rglob("*.wav"))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.cli import TINY, asc
 
 from asc.config import load_config
 from asc.errors import AscError
+from helpers.cli import TINY, asc
 
 
 def test_early_stopping_lines_per_epoch_and_results_record(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
 from helpers.cli import TINY, asc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,9 +131,10 @@ def test_attention_labels_two_checkpoints_of_one_fold(trained, tmp_path):
 
 def test_attention_notebook_refuses_a_checkpoint_of_other_data(tmp_path):
     import nbformat
-    from helpers.audio_trees import make_folder
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
+
+    from helpers.audio_trees import make_folder
 
     make_folder(tmp_path / "rec", per_class=3)
     proc = asc("train", "data.name=folder", f"data.root={tmp_path / 'rec'}", "data.n_folds=3",

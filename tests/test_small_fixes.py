@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import TINY, asc
 
 from asc.config import load_config
 from asc.errors import AscError
+from helpers.cli import TINY, asc
 
 
 def test_text_file_or_pickled_objects_as_checkpoint(tmp_path):
@@ -38,9 +38,8 @@ def test_one_fold_as_a_number(tmp_path):
 
 
 def test_user_cache_dir_is_the_default(tmp_path, monkeypatch):
-    from helpers.audio_trees import make_folder
-
     from asc.data import load_clipset
+    from helpers.audio_trees import make_folder
 
     make_folder(tmp_path / "data", per_class=2)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -51,10 +50,9 @@ def test_user_cache_dir_is_the_default(tmp_path, monkeypatch):
 
 
 def test_fold_run_config_once_no_anonymous_warning_and_val_pictures(tmp_path):
-    from helpers.wandb_offline import read_run
-
     from asc.data import load_clipset
     from asc.data.datamodule import SceneDataModule
+    from helpers.wandb_offline import read_run
 
     proc = asc("cv", "experiment.name=one", f"output_dir={tmp_path}", "logger.mode=offline", "cv.folds=1",
                "logger.attention_every_n_epochs=1", *TINY, cwd=tmp_path)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from helpers.cli import TINY, asc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,9 +46,8 @@ def agent_run(sweep_file: Path, sweep_id: str, run_id: str, params: dict, cwd: P
 
 
 def test_two_agent_runs_train_into_their_own_folders(tmp_path):
-    from helpers.wandb_offline import read_run
-
     from asc.sweep import run_name
+    from helpers.wandb_offline import read_run
 
     # the shipped sweep file, its command made tiny and pointed at this checkout and tmp_path
     sweep = yaml.safe_load((REPO / "experiments" / "sweeps" / "pooling_ablation.yaml").read_text())

@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from asc.registry import MIXERS, call_with
+
 MIN_DB = -80.0  # floor of the A-weighting curve and of frame power, dB
 
 
@@ -111,31 +113,62 @@ def draw_partners(labels: torch.Tensor, generator: torch.Generator | None = None
     return torch.multinomial(different, 1, generator=generator).squeeze(1)
 
 
-def mix_batch(wave: torch.Tensor, labels: torch.Tensor, n_classes: int, mode: str,
-              sample_rate: int, gain: str = "a_weighting", mixup_alpha: float = 0.4):
-    """Mix a training batch of waveforms.  Returns (wave, soft targets (B, C), partners, r).
+# Mixers (asc.registry.MIXERS): a function of the waveform batch (B, N), its labels (B,),
+# one-hot targets (B, C) and those of sample_rate, gain, mixup_alpha it needs, returning
+# (wave, soft targets (B, C), partners (B,) or None, ratios (B,) or None).  Registered with
+# spectrogram=f, f(spec, spec[partners], ratios) also mixes the spectrograms after the front-end.
 
-    ``mode``: ``bc`` mixes waveforms here; ``bc_spec`` only draws partners and ratios
-    (the spectrogram mix happens after the front-end); ``mixup`` mixes linearly with a
-    Beta(alpha, alpha) ratio and random partners; ``none`` returns one-hot targets.
-    """
-    onehot = F.one_hot(labels, n_classes).float()
-    if mode == "none":
-        return wave, onehot, None, None
-    if mode == "mixup":
-        partners = torch.randperm(len(labels), device=labels.device)
-        lam = torch.distributions.Beta(mixup_alpha, mixup_alpha).sample((len(labels),)).to(wave.device)
-        lam_ = lam.reshape(-1, *([1] * (wave.dim() - 1)))
-        mixed = lam_ * wave + (1 - lam_) * wave[partners]
-        return mixed, lam[:, None] * onehot + (1 - lam[:, None]) * onehot[partners], partners, lam
+@MIXERS.register("none")
+def no_mix(wave, onehot):
+    return wave, onehot, None, None
+
+
+def _bc_draw(labels, onehot, wave):
     partners = draw_partners(labels)
     r = torch.rand(len(labels), device=wave.device)
-    targets = r[:, None] * onehot + (1 - r[:, None]) * onehot[partners]
-    if mode == "bc":
-        wave = bc_mix(wave, wave[partners], r, sample_rate, gain)
-    elif mode != "bc_spec":
-        raise ValueError(f"unknown mix mode {mode!r}")
+    return partners, r, r[:, None] * onehot + (1 - r[:, None]) * onehot[partners]
+
+
+@MIXERS.register("bc")
+def bc(wave, labels, onehot, sample_rate, gain):
+    partners, r, targets = _bc_draw(labels, onehot, wave)
+    return bc_mix(wave, wave[partners], r, sample_rate, gain), targets, partners, r
+
+
+@MIXERS.register("bc_spec", spectrogram=bc_mix_spectrogram)
+def bc_spec(wave, labels, onehot):
+    partners, r, targets = _bc_draw(labels, onehot, wave)
     return wave, targets, partners, r
+
+
+@MIXERS.register("mixup")
+def mixup(wave, labels, onehot, mixup_alpha):
+    partners = torch.randperm(len(labels), device=labels.device)
+    lam = torch.distributions.Beta(mixup_alpha, mixup_alpha).sample((len(labels),)).to(wave.device)
+    lam_ = lam.reshape(-1, *([1] * (wave.dim() - 1)))
+    mixed = lam_ * wave + (1 - lam_) * wave[partners]
+    return mixed, lam[:, None] * onehot + (1 - lam[:, None]) * onehot[partners], partners, lam
+
+
+def mix_batch(wave: torch.Tensor, labels: torch.Tensor, n_classes: int, mode: str,
+              sample_rate: int, gain: str = "a_weighting", mixup_alpha: float = 0.4):
+    """Mix a training batch of waveforms with the mixer registered as ``mode``.  Returns
+    (wave, soft targets (B, C), partners, r).
+
+    ``bc`` mixes waveforms here; ``bc_spec`` only draws partners and ratios (the
+    spectrogram mix happens after the front-end, :func:`mix_spectrogram`); ``mixup`` mixes
+    linearly with a Beta(alpha, alpha) ratio and random partners; ``none`` returns one-hot
+    targets.
+    """
+    onehot = F.one_hot(labels, n_classes).float()
+    return call_with(MIXERS.get(mode), wave=wave, labels=labels, onehot=onehot, sample_rate=sample_rate,
+                     gain=gain, mixup_alpha=mixup_alpha)
+
+
+def mix_spectrogram(mode: str, spec: torch.Tensor, partners, r) -> torch.Tensor:
+    """The after-front-end part of the mixer ``mode`` (``bc_spec``), else ``spec`` as is."""
+    mix = MIXERS.meta(mode).get("spectrogram")
+    return spec if mix is None or partners is None else mix(spec, spec[partners], r)
 
 
 def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ The schema below *is* the documentation of every key: defaults describe the embe
 synthetic data set with STAP-CRNN + BC learning, so ``asc cv`` with no arguments runs the
 main experiment.  A YAML file (``--config``) is merged on top, then ``key=value``
 overrides from the command line.  Unknown keys and bad values raise :class:`AscError`
-with the offending key named.
+with the offending key named.  The values of data.name, features.name, model.name,
+model.pooling and augment.mix are the keys of the registries in asc/registry.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from asc.checkpoints import rename_config_keys
 from asc.errors import AscError
+from asc.registry import FRONTENDS, LAYOUTS, MIXERS, MODELS, POOLINGS
 
 
 @dataclass
@@ -47,7 +49,7 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "synthetic"  # synthetic | litis | dcase | esc50 | folder
+    name: str = "synthetic"  # synthetic | litis | dcase | esc50 | folder | any registered layout
     root: Optional[str] = None  # data set folder (file-based data sets only)
     sample_rate: int = 16000  # Hz; audio is resampled to this on load
     # Network input: training crops and evaluation windows of at most this length; a shorter
@@ -68,7 +70,7 @@ class DataConfig:
 
 @dataclass
 class FeaturesConfig:
-    name: str = "gammatone"  # gammatone | mel | stft | cqt
+    name: str = "gammatone"  # gammatone | mel | stft | cqt | any registered front-end
     n_bins: int = 64  # frequency bands
     win_ms: float = 40.0  # analysis window (640 samples at 16 kHz)
     hop_ms: float = 20.0  # frame hop (320 samples at 16 kHz)
@@ -80,7 +82,7 @@ class FeaturesConfig:
 @dataclass
 class ModelConfig:
     # Shorthand for sweeps: stap | temporal | spatial | mean | max (CRNN with that pooling)
-    # or cnn; when set it decides model.name and model.pooling.
+    # or cnn (any registered pooling or model); when set it decides model.name and model.pooling.
     variant: Optional[str] = None
     name: str = "crnn"  # crnn | cnn
     pooling: str = "stap"  # stap | temporal | spatial | mean | max   (crnn only)
@@ -107,7 +109,7 @@ class AugmentConfig:
     (waveform), mix (waveform; bc_spec mixes spectrograms), then on the standardised
     spectrogram circular roll and time/frequency masking."""
 
-    mix: str = "bc"  # none | bc | bc_spec | mixup
+    mix: str = "bc"  # none | bc | bc_spec | mixup | any registered mixer
     gain: str = "a_weighting"  # a_weighting | rms   (bc only)
     mixup_alpha: float = 0.4  # Beta(alpha, alpha)  (mixup only)
     gain_db: float = 6.0  # random gain per example, uniform in ±gain_db dB (0: off)
@@ -182,16 +184,19 @@ class Config:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
+# Values decided by a registry (asc/registry.py): their allowed values are its keys.
+REGISTERED = {"data.name": LAYOUTS, "features.name": FRONTENDS, "model.name": MODELS,
+              "model.pooling": POOLINGS, "augment.mix": MIXERS}
+
+# The order in which validate() checks them (the first bad value is the one reported).
+KEY_ORDER = ("data.name", "data.on_bad_file", "data.synthetic.preset", "features.name", "model.variant",
+             "model.name", "model.pooling", "model.spatial_attention", "augment.mix")
+
+# Fixed choices of the other keys.
 CHOICES = {
-    "data.name": ("synthetic", "litis", "dcase", "esc50", "folder"),
     "data.on_bad_file": ("error", "skip"),
     "data.synthetic.preset": ("default", "hard"),
-    "features.name": ("gammatone", "mel", "stft", "cqt"),
-    "model.variant": (None, "stap", "temporal", "spatial", "mean", "max", "cnn"),
-    "model.name": ("crnn", "cnn"),
-    "model.pooling": ("stap", "temporal", "spatial", "mean", "max"),
     "model.spatial_attention": ("summary", "track"),
-    "augment.mix": ("none", "bc", "bc_spec", "mixup"),
     "augment.gain": ("a_weighting", "rms"),
     "optim.scheduler": ("cosine", "none"),
     "logger.mode": ("auto", "offline", "online", "disabled"),
@@ -276,24 +281,46 @@ def validate_trainer(trainer: dict) -> None:
             raise AscError(f"trainer.{key}={trainer[key]} must be at least {low}")
 
 
+def model_variants() -> dict[Optional[str], tuple[str, Optional[str]]]:
+    """``model.variant`` shorthand -> (model.name, model.pooling or None: unchanged): each
+    pooling names the first model registered with ``pooled=True`` (crnn) with that pooling,
+    each other model names itself."""
+    pooled = [m for m in MODELS.keys() if MODELS.meta(m).get("pooled")]
+    variants: dict[Optional[str], tuple[str, Optional[str]]] = {}
+    if pooled:
+        variants.update({p: (pooled[0], p) for p in POOLINGS.keys()})
+    variants.update({m: (m, None) for m in MODELS.keys() if m not in pooled})
+    return variants
+
+
+def apply_variant(cfg: DictConfig) -> None:
+    """Rewrite model.name (and model.pooling) from the shorthand model.variant, if set."""
+    if cfg.model.variant is not None:
+        cfg.model.name, pooling = model_variants()[cfg.model.variant]
+        cfg.model.pooling = pooling or cfg.model.pooling
+
+
+def choices() -> dict[str, tuple]:
+    """Every key with a closed set of values -> its allowed values (registries included)."""
+    every = {"model.variant": (None, *model_variants()), **{k: r.keys() for k, r in REGISTERED.items()}, **CHOICES}
+    return {k: every[k] for k in sorted(every, key=lambda k: KEY_ORDER.index(k) if k in KEY_ORDER else len(KEY_ORDER))}
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Check values the type system cannot; raise AscError naming the key."""
-    for key, allowed in CHOICES.items():
+    for key, allowed in choices().items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise AscError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
-    if cfg.model.variant == "cnn":
-        cfg.model.name = "cnn"
-    elif cfg.model.variant is not None:
-        cfg.model.name, cfg.model.pooling = "crnn", cfg.model.variant
+    apply_variant(cfg)
     for key in POSITIVE:
         value = OmegaConf.select(cfg, key)
         if value is None or value <= 0:
             raise AscError(f"{key}={value!r} must be a positive number")
     if cfg.data.segment_seconds is not None and cfg.data.segment_seconds <= 0:
         raise AscError(f"data.segment_seconds={cfg.data.segment_seconds} must be positive, or null for whole clips")
-    if cfg.data.segment_seconds is None and cfg.model.spatial_attention == "track" and cfg.model.name == "crnn" \
-            and cfg.model.pooling in ("stap", "spatial"):
+    if cfg.data.segment_seconds is None and cfg.model.spatial_attention == "track" \
+            and MODELS.meta(cfg.model.name).get("pooled") and POOLINGS.meta(cfg.model.pooling).get("spatial"):
         raise AscError("model.spatial_attention=track needs a fixed number of frames, but data.segment_seconds=null "
                        "feeds clips of different lengths; use model.spatial_attention=summary or set "
                        "data.segment_seconds")
@@ -310,7 +337,7 @@ def validate(cfg: DictConfig) -> DictConfig:
             "model.conv_channels, model.freq_pool and model.time_pool must be non-empty lists "
             f"of the same length (got {n_blocks}, {len(cfg.model.freq_pool)}, {len(cfg.model.time_pool)})"
         )
-    if cfg.data.name != "synthetic" and not cfg.data.root:
+    if LAYOUTS.meta(cfg.data.name).get("on_disk") and not cfg.data.root:
         raise AscError(f"data.name={cfg.data.name} needs data.root=<folder of the unpacked data set>")
     if not 2 <= cfg.data.synthetic.n_classes <= 8:
         raise AscError(f"data.synthetic.n_classes={cfg.data.synthetic.n_classes} must be in 2..8")

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from asc.registry import FRONTENDS, call_with
+
 
 @contextmanager
 def float32_region(device: torch.device):
@@ -41,6 +43,44 @@ def frame_mask(lengths: torch.Tensor | None, hop: int, n_total: int) -> torch.Te
     return torch.arange(n_total, device=lengths.device)[None, :] < n_valid[:, None]
 
 
+# Front-ends (asc.registry.FRONTENDS): a function of those of sample_rate, n_bins, win, hop
+# (samples), fmin, fmax (Hz) it needs, returning an nn.Module waveform (B, N) -> power
+# (B, n_bins, T) (or magnitude, registered with magnitude=True), centred frames of hop samples.
+
+@FRONTENDS.register("gammatone")
+def gammatone(sample_rate, n_bins, win, hop, fmin, fmax):
+    import nnAudio.features as F
+
+    # power=2 weights the power spectrum; htk/norm are ignored by nnAudio, so not passed
+    return F.Gammatonegram(sr=sample_rate, n_fft=win, n_bins=n_bins, hop_length=hop, fmin=fmin, fmax=fmax,
+                           power=2.0, verbose=False)
+
+
+@FRONTENDS.register("mel")
+def mel(sample_rate, n_bins, win, hop, fmin, fmax):
+    import nnAudio.features as F
+
+    return F.MelSpectrogram(sr=sample_rate, n_fft=win, n_mels=n_bins, hop_length=hop, fmin=fmin, fmax=fmax,
+                            power=2.0, verbose=False)
+
+
+@FRONTENDS.register("stft", magnitude=True)
+def stft(sample_rate, n_bins, win, hop, fmin, fmax):
+    import nnAudio.features as F
+
+    return F.STFT(n_fft=win, hop_length=hop, freq_bins=n_bins, freq_scale="linear", fmin=fmin, fmax=fmax,
+                  sr=sample_rate, output_format="Magnitude", verbose=False)
+
+
+@FRONTENDS.register("cqt", magnitude=True)
+def cqt(sample_rate, n_bins, hop, fmin, fmax):
+    import nnAudio.features as F
+
+    bins_per_octave = math.ceil(n_bins / math.log2(fmax / max(fmin, 1.0)))
+    return F.CQT1992v2(sr=sample_rate, hop_length=hop, fmin=max(fmin, 1.0), n_bins=n_bins,
+                       bins_per_octave=bins_per_octave, output_format="Magnitude", verbose=False)
+
+
 class LogSpectrogram(nn.Module):
     """Waveform (B, N) -> log time-frequency image (B, n_bins, T).
 
@@ -66,34 +106,16 @@ class LogSpectrogram(nn.Module):
                  win_ms: float = 40.0, hop_ms: float = 20.0, fmin: float = 50.0,
                  fmax: float | None = None, log_eps: float = 1e-6):
         super().__init__()
-        import nnAudio.features as F
-
         self.name, self.sample_rate, self.n_bins, self.log_eps = name, sample_rate, n_bins, log_eps
         win, hop = frame_params(sample_rate, win_ms, hop_ms)
         self.win, self.hop = win, hop
         fmax = float(fmax or sample_rate / 2)
         if not 0 <= fmin < fmax <= sample_rate / 2:
             raise ValueError(f"need 0 <= fmin ({fmin}) < fmax ({fmax}) <= sample_rate/2 ({sample_rate / 2})")
-        if name == "gammatone":
-            # power=2 weights the power spectrum; htk/norm are ignored by nnAudio, so not passed
-            self.layer = F.Gammatonegram(sr=sample_rate, n_fft=win, n_bins=n_bins, hop_length=hop,
-                                         fmin=fmin, fmax=fmax, power=2.0, verbose=False)
-        elif name == "mel":
-            self.layer = F.MelSpectrogram(sr=sample_rate, n_fft=win, n_mels=n_bins, hop_length=hop,
-                                          fmin=fmin, fmax=fmax, power=2.0, verbose=False)
-        elif name == "stft":
-            self.layer = F.STFT(n_fft=win, hop_length=hop, freq_bins=n_bins, freq_scale="linear",
-                                fmin=fmin, fmax=fmax, sr=sample_rate, output_format="Magnitude",
-                                verbose=False)
-        elif name == "cqt":
-            bins_per_octave = math.ceil(n_bins / math.log2(fmax / max(fmin, 1.0)))
-            self.layer = F.CQT1992v2(sr=sample_rate, hop_length=hop, fmin=max(fmin, 1.0), n_bins=n_bins,
-                                     bins_per_octave=bins_per_octave, output_format="Magnitude",
-                                     verbose=False)
-        else:
-            raise ValueError(f"unknown front-end {name!r}")
-        # STFT and CQT return magnitudes; square them so every front-end yields power
-        self.square = name in ("stft", "cqt")
+        make = FRONTENDS.get(name)  # AscError naming the registered front-ends
+        self.layer = call_with(make, sample_rate=sample_rate, n_bins=n_bins, win=win, hop=hop, fmin=fmin, fmax=fmax)
+        # a front-end registered with magnitude=True returns magnitudes: squared, so every front-end yields power
+        self.square = bool(FRONTENDS.meta(name).get("magnitude"))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.shape[-1] < self.win:  # centred framing reflects win/2 samples: needs a longer input

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from asc.augment import bc_mix_spectrogram, mix_batch, random_gain, roll_frames, soft_target_kl, spec_mask
+from asc.augment import mix_batch, mix_spectrogram, random_gain, roll_frames, soft_target_kl, spec_mask
 from asc.checkpoints import stamp as stamp_checkpoint
 from asc.data.datamodule import segment_samples, segment_starts, stitch_segments
 from asc.features import BandStandardizer, LogSpectrogram, frame_mask, frame_params, n_frames
@@ -133,8 +133,7 @@ class SceneClassifier(L.LightningModule):
         spec = self.features(wave)
         valid = self.valid_frames(lengths, spec.shape[-1])
         if training:
-            if a.mix == "bc_spec":
-                spec = bc_mix_spectrogram(spec, spec[partners], r)
+            spec = mix_spectrogram(a.mix, spec, partners, r)
             if a.roll:
                 spec = roll_frames(spec, valid)
             if a.freq_masks or a.time_masks:

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from asc.errors import AscError
+from asc.registry import MIXERS, MODELS, POOLINGS
 
 
 def logged_in() -> bool:
@@ -52,8 +53,6 @@ def stored_run_id(id_file: Path) -> str:
     return id_file.read_text().strip()
 
 
-MODEL_TAGS = {"crnn", "cnn", "stap", "temporal", "spatial", "mean", "max"}
-MIX_TAGS = {"bc", "bc_spec", "mixup", "none"}
 
 
 def run_tags(cfg) -> list[str]:
@@ -61,9 +60,10 @@ def run_tags(cfg) -> list[str]:
     than the run's own (a sweep over demo.yaml inherits its ``stap``/``bc`` tags), and for
     a sweep run ``sweep:<name>``, ``model:<variant>`` and ``mix:<mix>`` from the resolved
     config."""
-    variant = "cnn" if cfg.model.name == "cnn" else cfg.model.pooling
+    variant = cfg.model.pooling if MODELS.meta(cfg.model.name).get("pooled") else cfg.model.name
     own = {cfg.model.name, variant, cfg.augment.mix}
-    tags = [str(t) for t in cfg.experiment.tags if not (t in MODEL_TAGS | MIX_TAGS and t not in own)]
+    named = {*MODELS.keys(), *POOLINGS.keys(), *MIXERS.keys()}  # tags that name a model, pooling or mix
+    tags = [str(t) for t in cfg.experiment.tags if not (t in named and t not in own)]
     if cfg.experiment.sweep:
         tags += [f"sweep:{cfg.experiment.sweep}", f"model:{variant}", f"mix:{cfg.augment.mix}"]
     return list(dict.fromkeys(tags))

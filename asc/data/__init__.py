@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from asc.data.base import ArrayStore, ClipSet, leave_one_fold_out
+from asc.registry import LAYOUTS
 
 
+@LAYOUTS.register("synthetic")  # in memory: a function data_cfg -> ClipSet
 def load_synthetic(data_cfg) -> ClipSet:
     from asc.data.synthetic import from_config
 
@@ -31,8 +33,10 @@ def load_files(data_cfg) -> ClipSet:
 
 
 def load_clipset(data_cfg) -> ClipSet:
-    """The ClipSet named by ``data_cfg.name``: the synthetic scenes, or a data set under
-    ``data_cfg.root`` (litis, dcase, esc50, folder) decoded through the audio cache."""
-    clips = load_synthetic(data_cfg) if data_cfg.name == "synthetic" else load_files(data_cfg)
+    """The ClipSet of the layout registered as ``data_cfg.name`` (asc.registry.LAYOUTS): the
+    synthetic scenes, or a data set under ``data_cfg.root`` (litis, dcase, esc50, folder;
+    registered with on_disk=True) decoded through the audio cache."""
+    load = LAYOUTS.get(data_cfg.name)
+    clips = load_files(data_cfg) if LAYOUTS.meta(data_cfg.name).get("on_disk") else load(data_cfg)
     clips.check()
     return clips

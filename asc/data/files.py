@@ -20,6 +20,7 @@ import numpy as np
 from asc.data.audio import AUDIO_EXTENSIONS, AudioCache, display_name
 from asc.data.base import ClipSet, leave_one_fold_out
 from asc.errors import AscError
+from asc.registry import LAYOUTS, call_with
 
 log = logging.getLogger("asc.data")
 
@@ -89,6 +90,7 @@ def litis_class(file_name: str) -> str | None:
     return max(matches, key=len) if matches else None
 
 
+@LAYOUTS.register("litis", on_disk=True)
 def list_litis(root: Path) -> Listing:
     root = _need_dir(root, "LITIS Rouen data set")
     split_files = {p.name: p for p in root.rglob("*") if p.is_file()}
@@ -166,6 +168,7 @@ def _read_table(path: Path, header: bool):
     return rows[1:] if header else rows
 
 
+@LAYOUTS.register("dcase", on_disk=True)
 def list_dcase(root: Path) -> Listing:
     """TUT Acoustic Scenes 2016-2018 (``meta.txt``, ``fold{k}_*.txt``) or TAU Urban
     Acoustic Scenes 2019/2020 (``meta.csv``, ``fold1_*.csv``), told apart by what is on disk."""
@@ -222,6 +225,7 @@ def list_dcase(root: Path) -> Listing:
 
 
 # ------------------------------------------------------------------------- ESC-50
+@LAYOUTS.register("esc50", on_disk=True)
 def list_esc50(root: Path) -> Listing:
     """ESC-50 (``meta/esc50.csv``: filename, fold, target, category; leave-one-fold-out).
     Also reads any CSV of that shape with ``label`` for ``category`` and no ``target``,
@@ -255,6 +259,7 @@ def list_esc50(root: Path) -> Listing:
 
 
 # ------------------------------------------------------------------------- folder per class
+@LAYOUTS.register("folder", on_disk=True)
 def list_folder(root: Path, n_folds: int, seed: int) -> Listing:
     """``root/<class>/<files>`` (any depth below the class folder); seeded stratified folds."""
     root = _need_dir(root, "folder-per-class data set")
@@ -328,13 +333,10 @@ def finish(listing: Listing, data_cfg, progress: bool = True) -> ClipSet:
 
 
 def load_listing(data_cfg, seed: int = 0) -> Listing:
-    root = Path(data_cfg.root).expanduser()
-    if data_cfg.name == "litis":
-        return list_litis(root)
-    if data_cfg.name == "dcase":
-        return list_dcase(root)
-    if data_cfg.name == "esc50":
-        return list_esc50(root)
-    if data_cfg.name == "folder":
-        return list_folder(root, data_cfg.n_folds, seed)
-    raise AscError(f"data.name={data_cfg.name!r} is not a file-based data set")
+    """The listing of the on-disk layout registered as ``data_cfg.name`` (asc.registry.LAYOUTS,
+    on_disk=True: a function of those of root, n_folds, seed, data_cfg it needs -> Listing)."""
+    list_files = LAYOUTS.get(data_cfg.name)
+    if not LAYOUTS.meta(data_cfg.name).get("on_disk"):
+        raise AscError(f"data.name={data_cfg.name!r} is not a file-based data set")
+    return call_with(list_files, root=Path(data_cfg.root).expanduser(), n_folds=data_cfg.n_folds, seed=seed,
+                     data_cfg=data_cfg)

@@ -6,8 +6,10 @@ import torch
 from torch import nn
 
 from asc.models.crnn import ConvStack, masked_input
+from asc.registry import MODELS
 
 
+@MODELS.register("cnn")
 class CNN(nn.Module):
     """Conv stack -> mean over frequency -> mean + max over time -> dropout -> linear.
 

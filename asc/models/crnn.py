@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asc.models.pooling import build_pooling
+from asc.registry import MODELS
 
 
 class ConvBlock(nn.Sequential):
@@ -75,6 +76,7 @@ def masked_input(spec: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor
     return spec if valid is None else spec * valid.unsqueeze(1).to(spec.dtype)
 
 
+@MODELS.register("crnn", pooled=True)  # pooled: model.pooling picks its pooling
 class CRNN(nn.Module):
     """Conv stack -> BiGRU -> pooling -> dropout -> linear.
 

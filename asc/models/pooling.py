@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from asc.registry import POOLINGS, call_with
+
 
 def masked_softmax(scores: torch.Tensor, valid: torch.Tensor | None, dim: int = 1) -> torch.Tensor:
     """Softmax over ``dim`` with invalid positions at exactly 0 (every row keeps at least
@@ -85,6 +87,7 @@ def _outer(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return a.unsqueeze(2) * s.unsqueeze(1)
 
 
+@POOLINGS.register("stap", spatial=True)
 class SpatioTemporalAttentionPooling(nn.Module):
     """Spatio-temporal attention pooling (Phan et al., INTERSPEECH 2019).
 
@@ -120,6 +123,7 @@ class SpatioTemporalAttentionPooling(nn.Module):
         return z, {"temporal": a, "spatial": s, "mask": mask}
 
 
+@POOLINGS.register("temporal")
 class TemporalAttentionPooling(SpatioTemporalAttentionPooling):
     """Temporal attention only: the spatial vector is uniform, z = sum_t a_t o_t."""
 
@@ -133,6 +137,7 @@ class TemporalAttentionPooling(SpatioTemporalAttentionPooling):
         return self.pool(o, self.temporal(o, valid), s)
 
 
+@POOLINGS.register("spatial", spatial=True)
 class SpatialAttentionPooling(SpatioTemporalAttentionPooling):
     """Spatial attention only: the temporal vector is uniform, z = D * s ⊙ mean_t(o_t)."""
 
@@ -145,6 +150,7 @@ class SpatialAttentionPooling(SpatioTemporalAttentionPooling):
         return self.pool(o, uniform_weights(o, valid), self.spatial(o, valid))
 
 
+@POOLINGS.register("mean")
 class MeanPooling(nn.Module):
     """Average over time (both attention vectors uniform)."""
 
@@ -153,6 +159,7 @@ class MeanPooling(nn.Module):
         return (a.unsqueeze(-1) * o).sum(1), {"temporal": a, "spatial": s, "mask": _outer(a, s)}
 
 
+@POOLINGS.register("max")
 class MaxPooling(nn.Module):
     """Maximum over time.  Its 'temporal attention' is the share of the D features that
     take their maximum at each frame, so where max pooling looks can be plotted too."""
@@ -169,14 +176,5 @@ class MaxPooling(nn.Module):
 
 def build_pooling(name: str, dim: int, hidden: int = 64, spatial: str = "summary",
                   n_frames: int | None = None) -> nn.Module:
-    if name == "stap":
-        return SpatioTemporalAttentionPooling(dim, hidden, spatial, n_frames)
-    if name == "temporal":
-        return TemporalAttentionPooling(dim, hidden)
-    if name == "spatial":
-        return SpatialAttentionPooling(dim, hidden, spatial, n_frames)
-    if name == "mean":
-        return MeanPooling()
-    if name == "max":
-        return MaxPooling()
-    raise ValueError(f"unknown pooling {name!r}")
+    """The pooling registered as ``name``, given those of its arguments it accepts."""
+    return call_with(POOLINGS.get(name), dim=dim, hidden=hidden, spatial=spatial, n_frames=n_frames)

@@ -61,14 +61,14 @@ def score_model(model, clips, indices) -> dict:
 def analyse_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "auto") -> dict:
     """Score each checkpoint on the test clips of its fold (all clips if the fold is
     unknown); write ``attention_scores.json`` and ``attention_scores.png``."""
-    from asc.predict import load_model
+    from asc.inference import load
 
     results = {}
     labels = checkpoint_labels(checkpoints)
     for ckpt, label in zip(checkpoints, labels):
-        model = load_model(ckpt, device)
+        model = load(ckpt, device)
         clips, indices = synthetic_test_clips(model, ckpt)
-        fold = model.hparams.get("fold")
+        fold = model.fold
         label = f"{model.cfg.model.pooling} ({label})"
         results[label] = {"checkpoint": str(ckpt), "pooling": model.cfg.model.pooling, "fold": fold,
                           **score_model(model, clips, indices)}
@@ -91,7 +91,7 @@ def synthetic_test_clips(model, checkpoint="the checkpoint"):
     if list(clips.class_names) != list(model.class_names):
         raise AscError(f"{checkpoint} knows classes {model.class_names}, the synthetic scenes of its config have "
                        f"{clips.class_names}: it was not trained on them")
-    fold = model.hparams.get("fold")
+    fold = model.fold
     return clips, (clips.folds[fold][1] if fold in clips.folds else np.arange(len(clips)))
 
 
@@ -116,10 +116,10 @@ def compare_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "au
     clip (``compare-<clip>-<class>-<hash>.png``) and ``compare.json`` with each model's
     prediction and attention score (mass in class events / their coverage) per clip."""
     from asc.data.base import attention_clip_ids
-    from asc.predict import load_model
+    from asc.inference import load
     from asc.viz import band_frequencies, compare_figure, picture_name, save
 
-    models = [load_model(c, device) for c in checkpoints]
+    models = [load(c, device) for c in checkpoints]
     labels = [f"{m.cfg.model.pooling if m.cfg.model.name == 'crnn' else m.cfg.model.name} ({l})"
               for m, l in zip(models, checkpoint_labels(checkpoints))]
     clips, test = synthetic_test_clips(models[0], checkpoints[0])

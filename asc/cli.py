@@ -119,9 +119,10 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from asc.predict import collect_audio, load_model, predict_files, summary
+    from asc.inference import load
+    from asc.predict import collect_audio, predict_files, summary
 
-    model = load_model(args.checkpoint, args.device)
+    model = load(args.checkpoint, args.device)
     files = collect_audio(args.paths)
     rows = predict_files(model, files, Path(args.out), args.top_k, args.attention, args.batch_segments)
     print(summary(rows))

@@ -73,11 +73,11 @@ def run_exported(fmt: str, path: Path, x: torch.Tensor) -> np.ndarray:
 def export(checkpoint: str, fmt: str, out: Path | None = None) -> dict:
     """Export; check the exported file against the checkpoint on random segments and
     return a report (path, with_frontend, max_abs_diff)."""
-    from asc.predict import load_model
+    from asc.inference import load
 
     if fmt not in ("onnx", "torchscript"):
         raise AscError(f"--format {fmt!r}: choose onnx or torchscript")
-    model = load_model(checkpoint, "cpu")
+    model = load(checkpoint, "cpu")
     suffix = ".onnx" if fmt == "onnx" else ".pt"
     out = Path(out) if out else Path(checkpoint).with_suffix(suffix)
     note = None

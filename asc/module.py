@@ -21,30 +21,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from asc.augment import mix_batch, mix_spectrogram, random_gain, roll_frames, soft_target_kl, spec_mask
 from asc.checkpoints import stamp as stamp_checkpoint
-from asc.data.datamodule import segment_samples, segment_starts, stitch_segments
-from asc.features import BandStandardizer, LogSpectrogram, frame_mask, frame_params, n_frames
-from asc.models import build_model
-
-
-def aggregate_segments(logits: torch.Tensor, clip: torch.Tensor, n_clips: int, how: str = "mean_prob") -> torch.Tensor:
-    """Clip probabilities (n_clips, C) from segment logits (S, C) and their clip ids (S,).
-
-    ``mean_prob``: mean of segment probabilities; ``mean_logprob``: softmax of the mean
-    log-probability; ``vote``: share of segments voting for each class.
-    """
-    logits = logits.float()
-    counts = torch.zeros(n_clips, device=logits.device).index_add_(0, clip, torch.ones_like(clip, dtype=torch.float))
-    if how == "mean_prob":
-        per_seg = torch.softmax(logits, -1)
-    elif how == "mean_logprob":
-        per_seg = torch.log_softmax(logits, -1)
-    elif how == "vote":
-        per_seg = F.one_hot(logits.argmax(-1), logits.shape[-1]).float()
-    else:
-        raise ValueError(f"unknown aggregation {how!r}")
-    summed = torch.zeros(n_clips, logits.shape[-1], device=logits.device).index_add_(0, clip, per_seg)
-    mean = summed / counts[:, None]
-    return torch.softmax(mean, -1) if how == "mean_logprob" else mean
+from asc.data.datamodule import segment_samples
+from asc.features import frame_mask
+from asc.inference import aggregate_segments, build_parts
 
 
 class SceneClassifier(L.LightningModule):
@@ -63,15 +42,9 @@ class SceneClassifier(L.LightningModule):
         self.save_hyperparameters({"cfg": cfg, "class_names": list(class_names), "fold": fold})
         self.cfg = OmegaConf.create(cfg)
         self.class_names = list(class_names)
-        d, f = self.cfg.data, self.cfg.features
-        self.sample_rate = int(d.sample_rate)
-        self.segment = segment_samples(d, self.sample_rate)  # None: whole clips
-        _, hop = frame_params(self.sample_rate, f.win_ms, f.hop_ms)
-        self.frontend = LogSpectrogram(f.name, self.sample_rate, f.n_bins, f.win_ms, f.hop_ms, f.fmin, f.fmax,
-                                       f.log_eps)
-        self.norm = BandStandardizer(f.n_bins)
-        self.model = build_model(self.cfg.model, len(class_names), f.n_bins,
-                                 n_frames(self.segment, hop) if self.segment else None)
+        self.sample_rate = int(self.cfg.data.sample_rate)
+        self.segment = segment_samples(self.cfg.data, self.sample_rate)  # None: whole clips
+        self.frontend, self.norm, self.model = build_parts(self.cfg, len(class_names))
         n = len(class_names)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_metrics", MetricCollection({
@@ -214,61 +187,3 @@ class SceneClassifier(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    # ---------------------------------------------------------------- whole-clip analysis
-    @torch.no_grad()
-    def analyse_clip(self, wave: np.ndarray | torch.Tensor, hop_seconds: float | None = None,
-                     max_segments_per_batch: int = 64, with_spec: bool = True) -> dict:
-        """Run one clip through the network segment by segment.
-
-        Returns a dict of numpy arrays: ``probs`` (C,) clip probabilities,
-        ``segment_probs`` (S, C), ``starts`` (S,) in samples, ``spec`` (F, T) the
-        standardised spectrogram of the whole clip (when ``with_spec``), and where the model has attention
-        ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip (overlapping segments
-        averaged with a taper, :func:`asc.data.datamodule.stitch_segments`), ``spatial`` (D,)
-        averaged over segments, and ``uniform``, the level of uniform temporal attention
-        (1 / frames of one segment).
-        """
-        was_training = self.training
-        self.eval()
-        wave = torch.as_tensor(np.asarray(wave, dtype=np.float32))
-        size = len(wave) if self.segment is None else min(len(wave), self.segment)
-        hop_s = hop_seconds or self.cfg.data.eval_hop_seconds or (self.cfg.data.segment_seconds or 0) / 2
-        hop = max(1, int(round(hop_s * self.sample_rate)))
-        starts = segment_starts(len(wave), self.segment, hop)
-        frame_hop = self.frontend.hop
-        n_clip_frames = n_frames(len(wave), frame_hop)
-        logits_all, temporal, mask, spatial = [], [], [], []
-        for b in range(0, len(starts), max_segments_per_batch):
-            chunk = starts[b:b + max_segments_per_batch]
-            segs = torch.stack([wave[s:s + size] for s in chunk]).to(self.device)
-            spec = self.features(segs)
-            logits, attn = self(spec, self.valid_frames(torch.full((len(segs),), size, device=self.device),
-                                                        spec.shape[-1]))
-            logits_all.append(logits.float().cpu())
-            if not attn:
-                continue
-            a, m = attn["temporal"].float().cpu(), attn["mask"].float().cpu()
-            reduction = math.ceil(n_frames(size, frame_hop) / a.shape[1])
-            for k, s in enumerate(chunk):
-                first = int(s) // frame_hop
-                # each attention frame covers `reduction` spectrogram frames; a_t is spread evenly
-                temporal.append((first, a[k].repeat_interleave(reduction) / reduction))
-                mask.append((first, m[k].repeat_interleave(reduction, 0) / reduction))
-            spatial.append(attn["spatial"].float().cpu())
-        logits = torch.cat(logits_all)
-        out = {
-            "segment_probs": torch.softmax(logits, -1).numpy(),
-            "probs": aggregate_segments(logits, torch.zeros(len(logits), dtype=torch.long), 1,
-                                        self.cfg.eval.aggregate)[0].numpy(),
-            "starts": starts,
-        }
-        if with_spec:
-            out["spec"] = self.features(wave[None].to(self.device))[0].float().cpu().numpy()
-        if temporal:
-            out["temporal"] = stitch_segments(temporal, n_clip_frames).numpy()
-            out["mask"] = stitch_segments(mask, n_clip_frames).numpy()
-            out["spatial"] = torch.cat(spatial).mean(0).numpy()
-            out["uniform"] = 1.0 / len(temporal[0][1])  # a_t of uniform attention, per frame of one segment
-        self.train(was_training)
-        return out

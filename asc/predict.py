@@ -12,90 +12,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from omegaconf import OmegaConf
 
 from asc.data.audio import AUDIO_EXTENSIONS, BadAudio, display_name, read_audio
 from asc.errors import AscError
+from asc.inference import Predictor, checkpoint_file_problem, load, resolve_checkpoint  # noqa: F401 - re-exported
 
 
-def load_model(checkpoint: str | Path, device: str = "auto"):
-    """The :class:`~asc.module.SceneClassifier` stored in ``checkpoint``, in eval mode."""
-    from asc.checkpoints import migrate
-    from asc.config import Config, to_dict
-    from asc.module import SceneClassifier
-
-    path = resolve_checkpoint(checkpoint)
-    not_torch = checkpoint_file_problem(path)
-    if not_torch:
-        raise AscError(f"{display_name(path)!r} is not a loadable weights-only PyTorch checkpoint: {not_torch}; "
-                       "use a .ckpt written by "
-                       "`asc train` or `asc cv` (<output_dir>/<experiment>/fold-<k>/checkpoints/best.ckpt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - many formats of failure, one message
-        if "Weights only load failed" in str(e) or "weights_only" in str(e):
-            raise AscError(f"{display_name(path)!r} holds Python objects beyond tensors and plain containers; asc "
-                           "loads checkpoints weights-only and will not unpickle them (it was not written by asc, "
-                           "or by an incompatible version)") from None
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise AscError(f"{display_name(path)!r} is not a loadable weights-only PyTorch checkpoint ({first})") from None
-    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    if "cfg" not in hp or "class_names" not in hp or "state_dict" not in ckpt:
-        raise AscError(f"{display_name(path)!r} is not an asc checkpoint (no config, class names or weights); "
-                       "use a checkpoint written by `asc train` or `asc cv`")
-    hp = migrate(ckpt)["hyper_parameters"]  # older checkpoints upgraded to this version's schema
-    try:
-        cfg = to_dict(OmegaConf.merge(OmegaConf.structured(Config), hp["cfg"]))
-    except Exception as e:  # noqa: BLE001
-        raise AscError(f"the config stored in {display_name(path)!r} does not fit this version of asc ({e})") from None
-    model = SceneClassifier(cfg, hp["class_names"], hp.get("fold"))
-    try:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
-    except RuntimeError as e:
-        detail = "; ".join(line.strip() for line in str(e).splitlines()[1:3])
-        raise AscError(f"{display_name(path)!r} does not match the model its config describes ({detail} ...); "
-                       "was it written by another version of asc, or edited?") from None
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AscError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
-    return model.to(device).eval()
-
-
-def checkpoint_file_problem(path: Path) -> str | None:
-    """Why a file cannot be a PyTorch checkpoint, judged by its first bytes (a zip archive,
-    or an old-style pickle), or None when it may be one."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError as e:
-        return f"cannot be read ({e.strerror})"
-    if not head:
-        return "the file is empty"
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        return None
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "its first bytes are neither a zip archive nor a pickle"
-    first = text.strip().splitlines()[0][:60] if text.strip() else ""
-    return f"it is a text file (starting {first!r})"
-
-
-def resolve_checkpoint(ref: str | Path, search_root: str | Path = "runs") -> Path:
-    """A checkpoint path, or a W&B run id of a fold (its best checkpoint is found under
-    ``search_root``, the default ``output_dir``)."""
-    path = Path(ref)
-    if path.is_file():
-        return path
-    if not path.suffix and "/" not in str(ref) and Path(search_root).is_dir():
-        for id_file in Path(search_root).glob("**/fold-*/wandb_run_id"):
-            if id_file.read_text().strip() == str(ref):
-                best = id_file.parent / "checkpoints" / "best.ckpt"
-                return best if best.is_file() else id_file.parent / "checkpoints" / "last.ckpt"
-    raise AscError(f"checkpoint {display_name(path)!r} not found (neither a file nor the W&B run id of a fold "
-                   f"under {search_root}/); checkpoints live in <output_dir>/<experiment>/fold-<k>/checkpoints/")
+def load_model(checkpoint: str | Path, device: str = "auto") -> Predictor:
+    """The :class:`~asc.inference.Predictor` stored in ``checkpoint`` (an alias of
+    :func:`asc.inference.load`)."""
+    return load(checkpoint, device)
 
 
 def collect_audio(paths: list[str]) -> list[Path]:

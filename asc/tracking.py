@@ -326,13 +326,14 @@ class AttentionPictures(Callback):
         clip_ids = self.clip_ids if tag == "test" else self.val_clip_ids
         if not trainer.is_global_zero or not clip_ids:
             return
+        from asc.inference import Predictor
         from asc.viz import attention_figure, band_frequencies, picture_name, save
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         hop_s = module.frontend.hop / module.sample_rate
         figs, captions, rows = [], [], []
         for i in clip_ids:
-            analysis = module.analyse_clip(self.clips.audio.get(i))
+            analysis = Predictor.of(module).analyse_clip(self.clips.audio.get(i))
             true = self.clips.class_names[self.clips.labels[i]]
             pred = self.clips.class_names[int(analysis["probs"].argmax())]
             caption = f"{self.clips.items[i]}: true {true}, predicted {pred} ({tag})"

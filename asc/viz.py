@@ -69,7 +69,7 @@ def attention_figure(analysis: dict, hop_seconds: float, title: str = "", events
     a colour bar) with the temporal attention curve aligned under it; beside them the
     segment-by-segment class probabilities and the spatial vector s.  (The mask
     M = a sᵀ is rank one: it shows nothing beyond a and s.)  ``analysis`` is the output of
-    :meth:`asc.module.SceneClassifier.analyse_clip`; ``events`` (synthetic data) are drawn
+    :meth:`asc.inference.Predictor.analyse_clip`; ``events`` (synthetic data) are drawn
     as tinted, outlined intervals (class events) and dotted outlines (distractors)."""
     spec = analysis["spec"]
     t_end = spec.shape[1] * hop_seconds

@@ -1,0 +1,250 @@
+"""Inference with a trained network: ``load(checkpoint) -> Predictor``.
+
+A :class:`Predictor` is the front-end, the band statistics and the network of a
+checkpoint (the same state-dict keys as the training module's: ``frontend.*``, ``norm.*``,
+``model.*``), with clip-level inference and attention stitching (:meth:`Predictor.analyse_clip`).
+``asc predict``, ``asc attention``, ``asc export``, the attention-picture callback and the
+notebooks use it; during training :meth:`Predictor.of` wraps the live module's parts.
+Checkpoints are loaded with ``weights_only=True``: nothing but tensors and plain containers
+is unpickled.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from asc.data.audio import display_name
+from asc.data.datamodule import segment_samples, segment_starts, stitch_segments
+from asc.errors import AscError
+from asc.features import BandStandardizer, LogSpectrogram, frame_mask, frame_params, n_frames
+from asc.models import build_model
+
+
+def aggregate_segments(logits: torch.Tensor, clip: torch.Tensor, n_clips: int, how: str = "mean_prob") -> torch.Tensor:
+    """Clip probabilities (n_clips, C) from segment logits (S, C) and their clip ids (S,).
+
+    ``mean_prob``: mean of segment probabilities; ``mean_logprob``: softmax of the mean
+    log-probability; ``vote``: share of segments voting for each class.
+    """
+    logits = logits.float()
+    counts = torch.zeros(n_clips, device=logits.device).index_add_(0, clip, torch.ones_like(clip, dtype=torch.float))
+    if how == "mean_prob":
+        per_seg = torch.softmax(logits, -1)
+    elif how == "mean_logprob":
+        per_seg = torch.log_softmax(logits, -1)
+    elif how == "vote":
+        per_seg = F.one_hot(logits.argmax(-1), logits.shape[-1]).float()
+    else:
+        raise ValueError(f"unknown aggregation {how!r}")
+    summed = torch.zeros(n_clips, logits.shape[-1], device=logits.device).index_add_(0, clip, per_seg)
+    mean = summed / counts[:, None]
+    return torch.softmax(mean, -1) if how == "mean_logprob" else mean
+
+
+def build_parts(cfg: DictConfig, n_classes: int) -> tuple[LogSpectrogram, BandStandardizer, nn.Module]:
+    """The front-end, the (unfitted) band standardiser and the network a config describes."""
+    f = cfg.features
+    sample_rate = int(cfg.data.sample_rate)
+    segment = segment_samples(cfg.data, sample_rate)
+    _, hop = frame_params(sample_rate, f.win_ms, f.hop_ms)
+    frontend = LogSpectrogram(f.name, sample_rate, f.n_bins, f.win_ms, f.hop_ms, f.fmin, f.fmax, f.log_eps)
+    net = build_model(cfg.model, n_classes, f.n_bins, n_frames(segment, hop) if segment else None)
+    return frontend, BandStandardizer(f.n_bins), net
+
+
+class Predictor(nn.Module):
+    """Front-end -> band standardiser -> network, for whole clips of any length.
+
+    Parameters
+    ----------
+    cfg : dict or DictConfig
+        The resolved experiment config stored in the checkpoint.
+    class_names : list of str
+    fold : int, optional
+        The fold the network was trained on (None: unknown).
+    parts : tuple, optional
+        (frontend, norm, model) to share (:meth:`of`); None: built from ``cfg``.
+    """
+
+    def __init__(self, cfg, class_names: list[str], fold: int | None = None, parts: tuple | None = None):
+        super().__init__()
+        self.cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+        self.class_names, self.fold = list(class_names), fold
+        self.sample_rate = int(self.cfg.data.sample_rate)
+        self.segment = segment_samples(self.cfg.data, self.sample_rate)  # None: whole clips
+        self.frontend, self.norm, self.model = parts or build_parts(self.cfg, len(self.class_names))
+
+    @classmethod
+    def of(cls, module) -> Predictor:
+        """A Predictor sharing the front-end, statistics and network of a live
+        :class:`~asc.module.SceneClassifier` (for pictures during training)."""
+        predictor = cls(module.cfg, module.class_names, module.hparams.get("fold"),
+                        (module.frontend, module.norm, module.model))
+        predictor.training = module.training
+        return predictor
+
+    @property
+    def hparams(self) -> dict:
+        """What the training module stores as hyper-parameters (``fold`` read by notebooks)."""
+        return {"cfg": self.cfg, "class_names": self.class_names, "fold": self.fold}
+
+    @property
+    def device(self) -> torch.device:
+        return self.norm.mean.device
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """Standardised log spectrogram (B, F, T) of waveforms (B, N), in float32."""
+        return self.norm(self.frontend(wave))
+
+    def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
+        """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
+        if lengths is None:
+            return None
+        valid = frame_mask(lengths, self.frontend.hop, n_total)
+        return None if bool(valid.all()) else valid
+
+    def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
+        return self.model(spec, valid)
+
+    @torch.no_grad()
+    def analyse_clip(self, wave: np.ndarray | torch.Tensor, hop_seconds: float | None = None,
+                     max_segments_per_batch: int = 64, with_spec: bool = True) -> dict:
+        """Run one clip through the network segment by segment.
+
+        Returns a dict of numpy arrays: ``probs`` (C,) clip probabilities,
+        ``segment_probs`` (S, C), ``starts`` (S,) in samples, ``spec`` (F, T) the
+        standardised spectrogram of the whole clip (when ``with_spec``), and where the model has attention
+        ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip (overlapping segments
+        averaged with a taper, :func:`asc.data.datamodule.stitch_segments`), ``spatial`` (D,)
+        averaged over segments, and ``uniform``, the level of uniform temporal attention
+        (1 / frames of one segment).
+        """
+        was_training = self.training
+        self.eval()
+        wave = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+        size = len(wave) if self.segment is None else min(len(wave), self.segment)
+        hop_s = hop_seconds or self.cfg.data.eval_hop_seconds or (self.cfg.data.segment_seconds or 0) / 2
+        hop = max(1, int(round(hop_s * self.sample_rate)))
+        starts = segment_starts(len(wave), self.segment, hop)
+        frame_hop = self.frontend.hop
+        n_clip_frames = n_frames(len(wave), frame_hop)
+        logits_all, temporal, mask, spatial = [], [], [], []
+        for b in range(0, len(starts), max_segments_per_batch):
+            chunk = starts[b:b + max_segments_per_batch]
+            segs = torch.stack([wave[s:s + size] for s in chunk]).to(self.device)
+            spec = self.features(segs)
+            logits, attn = self(spec, self.valid_frames(torch.full((len(segs),), size, device=self.device),
+                                                        spec.shape[-1]))
+            logits_all.append(logits.float().cpu())
+            if not attn:
+                continue
+            a, m = attn["temporal"].float().cpu(), attn["mask"].float().cpu()
+            reduction = math.ceil(n_frames(size, frame_hop) / a.shape[1])
+            for k, s in enumerate(chunk):
+                first = int(s) // frame_hop
+                # each attention frame covers `reduction` spectrogram frames; a_t is spread evenly
+                temporal.append((first, a[k].repeat_interleave(reduction) / reduction))
+                mask.append((first, m[k].repeat_interleave(reduction, 0) / reduction))
+            spatial.append(attn["spatial"].float().cpu())
+        logits = torch.cat(logits_all)
+        out = {
+            "segment_probs": torch.softmax(logits, -1).numpy(),
+            "probs": aggregate_segments(logits, torch.zeros(len(logits), dtype=torch.long), 1,
+                                        self.cfg.eval.aggregate)[0].numpy(),
+            "starts": starts,
+        }
+        if with_spec:
+            out["spec"] = self.features(wave[None].to(self.device))[0].float().cpu().numpy()
+        if temporal:
+            out["temporal"] = stitch_segments(temporal, n_clip_frames).numpy()
+            out["mask"] = stitch_segments(mask, n_clip_frames).numpy()
+            out["spatial"] = torch.cat(spatial).mean(0).numpy()
+            out["uniform"] = 1.0 / len(temporal[0][1])  # a_t of uniform attention, per frame of one segment
+        self.train(was_training)
+        return out
+
+
+def load(checkpoint: str | Path, device: str = "auto") -> Predictor:
+    """The :class:`Predictor` stored in ``checkpoint`` (a path, or the W&B run id of a fold
+    under runs/), on ``device`` (auto: a CUDA GPU if there is one), in eval mode."""
+    from asc.checkpoints import migrate
+    from asc.config import Config, to_dict
+
+    path = resolve_checkpoint(checkpoint)
+    not_torch = checkpoint_file_problem(path)
+    if not_torch:
+        raise AscError(f"{display_name(path)!r} is not a loadable weights-only PyTorch checkpoint: {not_torch}; "
+                       "use a .ckpt written by "
+                       "`asc train` or `asc cv` (<output_dir>/<experiment>/fold-<k>/checkpoints/best.ckpt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - many formats of failure, one message
+        if "Weights only load failed" in str(e) or "weights_only" in str(e):
+            raise AscError(f"{display_name(path)!r} holds Python objects beyond tensors and plain containers; asc "
+                           "loads checkpoints weights-only and will not unpickle them (it was not written by asc, "
+                           "or by an incompatible version)") from None
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise AscError(f"{display_name(path)!r} is not a loadable weights-only PyTorch checkpoint ({first})") from None
+    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if "cfg" not in hp or "class_names" not in hp or "state_dict" not in ckpt:
+        raise AscError(f"{display_name(path)!r} is not an asc checkpoint (no config, class names or weights); "
+                       "use a checkpoint written by `asc train` or `asc cv`")
+    hp = migrate(ckpt)["hyper_parameters"]  # older checkpoints upgraded to this version's schema
+    try:
+        cfg = to_dict(OmegaConf.merge(OmegaConf.structured(Config), hp["cfg"]))
+    except Exception as e:  # noqa: BLE001
+        raise AscError(f"the config stored in {display_name(path)!r} does not fit this version of asc ({e})") from None
+    model = Predictor(cfg, hp["class_names"], hp.get("fold"))
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:
+        detail = "; ".join(line.strip() for line in str(e).splitlines()[1:3])
+        raise AscError(f"{display_name(path)!r} does not match the model its config describes ({detail} ...); "
+                       "was it written by another version of asc, or edited?") from None
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AscError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    return model.to(device).eval()
+
+
+def checkpoint_file_problem(path: Path) -> str | None:
+    """Why a file cannot be a PyTorch checkpoint, judged by its first bytes (a zip archive,
+    or an old-style pickle), or None when it may be one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its first bytes are neither a zip archive nor a pickle"
+    first = text.strip().splitlines()[0][:60] if text.strip() else ""
+    return f"it is a text file (starting {first!r})"
+
+
+def resolve_checkpoint(ref: str | Path, search_root: str | Path = "runs") -> Path:
+    """A checkpoint path, or a W&B run id of a fold (its best checkpoint is found under
+    ``search_root``, the default ``output_dir``)."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if not path.suffix and "/" not in str(ref) and Path(search_root).is_dir():
+        for id_file in Path(search_root).glob("**/fold-*/wandb_run_id"):
+            if id_file.read_text().strip() == str(ref):
+                best = id_file.parent / "checkpoints" / "best.ckpt"
+                return best if best.is_file() else id_file.parent / "checkpoints" / "last.ckpt"
+    raise AscError(f"checkpoint {display_name(path)!r} not found (neither a file nor the W&B run id of a fold "
+                   f"under {search_root}/); checkpoints live in <output_dir>/<experiment>/fold-<k>/checkpoints/")

@@ -27,6 +27,10 @@ from asc.errors import AscError
 EXTENSIONS = "asc.extensions"  # a package whose every module is imported by every registry
 
 
+def _name(member) -> str:
+    return f"{getattr(member, '__module__', '?')}.{getattr(member, '__qualname__', repr(member))}"
+
+
 def _import_all(home: str) -> None:
     module = importlib.import_module(home)
     for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
@@ -50,9 +54,10 @@ class Registry:
         """Decorator: register the class or function under ``key`` (``meta``: facts about
         it the family's builder reads, e.g. ``magnitude=True`` for a front-end)."""
         def deco(member):
-            if key in self._members and self._members[key] is not member:
+            old = self._members.get(key)
+            if old is not None and _name(old) != _name(member):  # same name: reloaded, replaced
                 raise AscError(f"{self.name} {key!r} is registered twice "
-                               f"({self._members[key].__module__} and {member.__module__})")
+                               f"({_name(old)} and {_name(member)})")
             self._members[key], self._meta[key] = member, dict(meta)
             return member
         return deco

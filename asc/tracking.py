@@ -332,8 +332,9 @@ class AttentionPictures(Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         hop_s = module.frontend.hop / module.sample_rate
         figs, captions, rows = [], [], []
+        predictor = Predictor.of(module)  # the live module's front-end, statistics and network
         for i in clip_ids:
-            analysis = Predictor.of(module).analyse_clip(self.clips.audio.get(i))
+            analysis = predictor.analyse_clip(self.clips.audio.get(i))
             true = self.clips.class_names[self.clips.labels[i]]
             pred = self.clips.class_names[int(analysis["probs"].argmax())]
             caption = f"{self.clips.items[i]}: true {true}, predicted {pred} ({tag})"

@@ -43,6 +43,12 @@ def frame_mask(lengths: torch.Tensor | None, hop: int, n_total: int) -> torch.Te
     return torch.arange(n_total, device=lengths.device)[None, :] < n_valid[:, None]
 
 
+def padding_mask(lengths: torch.Tensor | None, hop: int, n_total: int) -> torch.Tensor | None:
+    """:func:`frame_mask`, or None when no row is padded (the models' fast path)."""
+    valid = frame_mask(lengths, hop, n_total)
+    return None if valid is None or bool(valid.all()) else valid
+
+
 # Front-ends (asc.registry.FRONTENDS): a function of those of sample_rate, n_bins, win, hop
 # (samples), fmin, fmax (Hz) it needs, returning an nn.Module waveform (B, N) -> power
 # (B, n_bins, T) (or magnitude, registered with magnitude=True), centred frames of hop samples.

@@ -23,7 +23,7 @@ from torch import nn
 from asc.data.audio import display_name
 from asc.data.datamodule import segment_samples, segment_starts, stitch_segments
 from asc.errors import AscError
-from asc.features import BandStandardizer, LogSpectrogram, frame_mask, frame_params, n_frames
+from asc.features import BandStandardizer, LogSpectrogram, frame_params, n_frames, padding_mask
 from asc.models import build_model
 
 
@@ -105,10 +105,7 @@ class Predictor(nn.Module):
 
     def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
         """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
-        if lengths is None:
-            return None
-        valid = frame_mask(lengths, self.frontend.hop, n_total)
-        return None if bool(valid.all()) else valid
+        return padding_mask(lengths, self.frontend.hop, n_total)
 
     def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
         return self.model(spec, valid)

@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from asc.augment import mix_batch, mix_spectrogram, random_gain, roll_frames, soft_target_kl, spec_mask
 from asc.checkpoints import stamp as stamp_checkpoint
 from asc.data.datamodule import segment_samples
-from asc.features import frame_mask
+from asc.features import padding_mask
 from asc.inference import aggregate_segments, build_parts
 
 
@@ -65,10 +65,7 @@ class SceneClassifier(L.LightningModule):
 
     def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
         """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
-        if lengths is None:
-            return None
-        valid = frame_mask(lengths, self.frontend.hop, n_total)
-        return None if bool(valid.all()) else valid
+        return padding_mask(lengths, self.frontend.hop, n_total)
 
     @torch.no_grad()
     def fit_normalizer(self, loader) -> None:

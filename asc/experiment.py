@@ -134,6 +134,7 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from asc.data.datamodule import SceneDataModule
+    from asc.models.complexity import complexity_from_config
     from asc.module import SceneClassifier
     from asc.tracking import (
         AtomicCheckpointIO,
@@ -158,7 +159,8 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     resumed_from = checkpoint_epoch(last)
     loggers = [ResumableCSVLogger(str(fold_dir), resumed_from)]
     wb = wandb_logger(cfg, exp_dir, f"{cfg.experiment.name}/fold-{fold}", f"fold-{fold}", run_id,
-                      {**to_dict(cfg), "fold": fold, **dm.sizes})
+                      {**to_dict(cfg), "fold": fold, **dm.sizes,
+                       "complexity": complexity_from_config(cfg, len(clips.class_names))})
     if wb is not None:
         loggers.append(wb)
     has_val = len(dm.val_idx) > 0
@@ -300,16 +302,20 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
         folds = folds[:1]
     exp_dir = prepare_experiment(cfg, is_zero)
     sweep_env = hold_sweep_env()
+    from asc.models.complexity import complexity_from_config
     from asc.repro import reproducibility_record
 
     record = reproducibility_record(to_dict(cfg), clips) if is_zero else {}
+    # parameters and multiply-accumulates per second of audio of the network (and front-end)
+    complexity = complexity_from_config(cfg, len(clips.class_names)) if is_zero else {}
     bof_feats = clip_mean_features(clips, cfg.features) if cfg.cv.bag_of_frames and is_zero else None
     rows = []
     for k in folds:
         done = exp_dir / f"fold-{k}" / "result.json"
         if done.exists():
             row = json.loads(done.read_text())
-            print(f"fold {k}: already finished (test/acc {100 * row['test/acc']:.2f} %), skipping")
+            score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
+            print(f"fold {k}: already finished ({score}), skipping")
         else:
             row = run_fold(cfg, clips, k, exp_dir)
             if row is None:  # not rank 0
@@ -321,7 +327,7 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
         mean, std = aggregate(rows)
         results = {"experiment": cfg.experiment.name, "folds": rows, "mean": mean, "std": std,
                    "complete": len(rows) == len(folds), "config": to_dict(cfg),
-                   **cross_fold(rows, clips.class_names), "reproducibility": record}
+                   **cross_fold(rows, clips.class_names), "reproducibility": record, "complexity": complexity}
         write_json_atomic(exp_dir / "results.json", results)
     if not is_zero:
         return {}

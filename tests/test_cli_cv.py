@@ -32,6 +32,19 @@ def test_results_json(tiny_cv):
     assert res["mean"]["test/acc"] == pytest.approx(mean) and "test/acc" in res["std"]
     assert res["complete"] is True
     assert "mean±std" in proc.stdout and "bag-of-frames" in proc.stdout
+    # selection on validation: the chosen epoch and its validation metrics, per-clip predictions
+    for f in res["folds"]:
+        assert 1 <= f["best_epoch"] <= f["epochs"] and 0 <= f["val/acc"] <= 1 and f["val/loss"] > 0
+        lines = (exp / f"fold-{f['fold']}" / "test_predictions.csv").read_text().splitlines()
+        assert len(lines) == 1 + f["n_test"] and lines[0].startswith("clip,true,predicted,p_")
+    assert res["mean"]["val/acc"] == pytest.approx(sum(f["val/acc"] for f in res["folds"]) / 2)
+    # model complexity: the checkpoint's network has exactly the counted parameters
+    import torch
+
+    state = torch.load(exp / "fold-1" / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    n_params = sum(v.numel() for k, v in state["state_dict"].items() if k.startswith("model.")
+                   and "running_" not in k and "num_batches" not in k)
+    assert res["complexity"]["params"] == n_params and res["complexity"]["macs_per_second"] > 0
 
 
 @pytest.mark.slow

@@ -62,10 +62,11 @@ def complexity_from_config(cfg, n_classes: int) -> dict:
     from asc.models import build_model
 
     sr, f = int(cfg.data.sample_rate), cfg.features
-    segment = int(round(cfg.data.segment_seconds * sr))
+    seconds = cfg.data.segment_seconds or 10.0  # whole clips (null): counted on 10 s of audio
+    segment = int(round(seconds * sr))
     _, hop = frame_params(sr, f.win_ms, f.hop_ms)
     network = build_model(cfg.model, n_classes, f.n_bins, n_frames(segment, hop))
-    return model_complexity(network, f, sr, cfg.data.segment_seconds)
+    return model_complexity(network, f, sr, seconds)
 
 
 def format_complexity(rows: list[dict]) -> list[str]:

@@ -125,16 +125,16 @@ def interruptible(trainer):
         raise
 
 
-def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict | None:
+def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexity: dict | None = None) -> dict | None:
     """Train, select the checkpoint on validation (val/acc, ties broken by val/loss) and
-    test it on one fold.  Returns the fold's result row (None on
-    ranks other than 0)."""
+    test it on one fold.  ``complexity`` (the network's size and compute, counted once by
+    :func:`run_cv`) goes into the fold's W&B config.  Returns the fold's result row (None
+    on ranks other than 0)."""
     import lightning as L
     from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from asc.data.datamodule import SceneDataModule
-    from asc.models.complexity import complexity_from_config
     from asc.module import SceneClassifier
     from asc.tracking import (
         AtomicCheckpointIO,
@@ -160,7 +160,7 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path) -> dict 
     loggers = [ResumableCSVLogger(str(fold_dir), resumed_from)]
     wb = wandb_logger(cfg, exp_dir, f"{cfg.experiment.name}/fold-{fold}", f"fold-{fold}", run_id,
                       {**to_dict(cfg), "fold": fold, **dm.sizes,
-                       "complexity": complexity_from_config(cfg, len(clips.class_names))})
+                       "complexity": complexity or {}})
     if wb is not None:
         loggers.append(wb)
     has_val = len(dm.val_idx) > 0
@@ -317,7 +317,7 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
             score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
             print(f"fold {k}: already finished ({score}), skipping")
         else:
-            row = run_fold(cfg, clips, k, exp_dir)
+            row = run_fold(cfg, clips, k, exp_dir, complexity)
             if row is None:  # not rank 0
                 continue
         if bof_feats is not None and cfg.cv.test and "bof/acc" not in row:

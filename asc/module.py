@@ -134,11 +134,11 @@ class SceneClassifier(L.LightningModule):
         metrics.update(probs, batch["label"])
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(probs), sync_dist=True)
         self.log_dict(metrics, prog_bar=stage == "val", batch_size=len(probs))
-        return probs
+        return probs, loss
 
     def validation_step(self, batch, batch_idx):
-        probs = self._eval_step(batch, "val")
-        self.val_loss_mean.update(F.nll_loss(torch.log(probs.clamp_min(1e-8)), batch["label"]), len(probs))
+        probs, loss = self._eval_step(batch, "val")
+        self.val_loss_mean.update(loss, len(probs))
 
     def on_validation_epoch_end(self) -> None:
         # Checkpoint selection: val/acc, ties broken by the lower val/loss.  The loss term is
@@ -150,7 +150,7 @@ class SceneClassifier(L.LightningModule):
         self.log("val/select", acc - 1e-6 * loss)
 
     def test_step(self, batch, batch_idx):
-        probs = self._eval_step(batch, "test")
+        probs, _ = self._eval_step(batch, "test")
         self.test_confusion.update(probs, batch["label"])
         for i, y, p in zip(batch["index"].tolist(), batch["label"].tolist(), probs.float().cpu().numpy()):
             self.test_rows.append((i, y, p))

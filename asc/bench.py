@@ -125,7 +125,7 @@ def make_cached_litis(tmp: Path, sample_rate: int, n_clips: int):
 def bench_training(device: torch.device, steps: int = 6, warmup: int = 2, precisions=("32", "bf16"),
                    overrides: list[str] | None = None, compile_check: bool = True) -> list[dict]:
     from asc.config import validate
-    from asc.data.datamodule import Collate, RandomCrops
+    from asc.data.batches import Collate, Crops, TrainCrops
 
     cfg = litis_shaped_config(overrides)
     sr, batch = cfg.data.sample_rate, cfg.data.batch_size
@@ -139,10 +139,11 @@ def bench_training(device: torch.device, steps: int = 6, warmup: int = 2, precis
                     run_cfg.model.variant, run_cfg.augment.mix = variant, mix
                     validate(run_cfg)
                     module, opt, random_batch = _training_setup(run_cfg, clips.class_names, device)
+                    lengths = np.array([clips.audio.length(i) for i in range(len(clips))])
                     loader = torch.utils.data.DataLoader(
-                        RandomCrops(clips, np.arange(len(clips)), module.segment), batch_size=batch, shuffle=True,
+                        Crops(clips), batch_sampler=TrainCrops(np.arange(len(clips)), lengths, module.segment, batch,
+                                                               drop_last=True, seed=0),
                         collate_fn=Collate(False, module.segment or 0), num_workers=min(cfg.data.num_workers, 2),
-                        drop_last=True,
                         persistent_workers=cfg.data.num_workers > 0, pin_memory=device.type == "cuda")
                     for pipeline in (True, False):
                         rate = _train_rate(module, opt, loader, random_batch, device, precision, pipeline, steps,
@@ -171,7 +172,7 @@ def _train_rate(module, opt, loader, random_batch, device, precision, pipeline, 
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         else:
             batch = dict(random_batch)
-        batch = module.prepare_batch(batch, training=True)
+        batch = module.bench_pipeline.prepare(batch, training=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits, _ = module(batch["spec"])
         loss = soft_target_kl(logits, batch["target"])
@@ -194,9 +195,12 @@ def _training_setup(cfg, class_names: list[str], device: torch.device):
     and a batch of random waveforms on the device."""
     from asc.config import to_dict
     from asc.module import SceneClassifier
+    from asc.pipeline import FeaturePipeline
 
     module = SceneClassifier(to_dict(cfg), class_names).to(device)
-    module.norm.fitted.fill_(True)
+    # the DataModule's feature pipeline, carried with the module for the timing loop
+    module.bench_pipeline = FeaturePipeline(cfg, len(class_names)).to(device)
+    module.bench_pipeline.norm.fitted.fill_(True)
     opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
     n = cfg.data.batch_size
     batch = {"wave": 0.1 * torch.randn(n, module.segment, device=device),

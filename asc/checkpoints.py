@@ -25,7 +25,10 @@ from typing import Any, Callable, Mapping, Optional
 
 from asc.errors import AscError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Where Lightning stores the DataModule's state (the band statistics) in a checkpoint: the
+# class name of asc.data.datamodule.SceneDataModule.  Keep that class name stable.
+DATAMODULE_KEY = "SceneDataModule"
 VERSION_KEY = "asc_schema_version"
 
 # Config keys renamed since checkpoints were first written: old dotted key -> new dotted key.
@@ -56,8 +59,23 @@ def _v1_to_v2(checkpoint: dict) -> dict:
     return checkpoint
 
 
+def _v2_to_v3(checkpoint: dict) -> dict:
+    """2 -> 3: the feature pipeline moved from the LightningModule to the DataModule.  The
+    band statistics (``norm.*`` of the module's state_dict) move to the DataModule's state
+    (``checkpoint[DATAMODULE_KEY]["band_stats"]``); the filterbank (``frontend.*``) is
+    dropped: it is rebuilt from the stored config, identically."""
+    state = checkpoint.get("state_dict")
+    if isinstance(state, dict):
+        stats = {k[len("norm."):]: state.pop(k) for k in [k for k in state if k.startswith("norm.")]}
+        for k in [k for k in state if k.startswith("frontend.")]:
+            del state[k]
+        if stats:
+            checkpoint.setdefault(DATAMODULE_KEY, {})["band_stats"] = stats
+    return checkpoint
+
+
 # MIGRATIONS[v] upgrades a checkpoint of schema version v to v + 1.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _v0_to_v1, 1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def stamp(checkpoint: dict) -> None:

@@ -59,7 +59,14 @@ class DataConfig:
     eval_hop_seconds: Optional[float] = None  # hop between eval windows; None: segment/2
     batch_size: int = 32  # segments per training step, clips per eval step, per device
     eval_batch_size: Optional[int] = None  # clips per eval step; None: batch_size
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes reading audio (unused when the audio is on the device)
+    # The fold's decoded audio held on the training device (float16, about 2 bytes per sample:
+    # LITIS at 22.05 kHz is 4 GB), training crops and evaluation windows cut there by index,
+    # no worker processes on the hot path.  auto: on a GPU when the audio fits in
+    # on_device_max_fraction of its free memory; on: on any device (CPU included); off: read
+    # by the DataLoader.  Crops and BC partners come from the same seeded generators either way.
+    on_device: str = "auto"  # auto | on | off
+    on_device_max_fraction: float = 0.5  # of the device's free memory, for auto
     val_fraction: float = 0.1  # carved from each fold's training part, stratified
     n_folds: int = 5  # folds made for data sets without official ones (folder)
     fold_seed: int = 0  # seed of those folds and of the validation carve-out
@@ -195,6 +202,7 @@ KEY_ORDER = ("data.name", "data.on_bad_file", "data.synthetic.preset", "features
 # Fixed choices of the other keys.
 CHOICES = {
     "data.on_bad_file": ("error", "skip"),
+    "data.on_device": ("auto", "on", "off"),
     "data.synthetic.preset": ("default", "hard"),
     "model.spatial_attention": ("summary", "track"),
     "augment.gain": ("a_weighting", "rms"),
@@ -207,7 +215,8 @@ CHOICES = {
 }
 
 POSITIVE = (
-    "data.sample_rate", "data.batch_size", "augment.freq_mask_bins", "augment.time_mask_seconds", "features.n_bins",
+    "data.sample_rate", "data.batch_size", "data.on_device_max_fraction",
+    "augment.freq_mask_bins", "augment.time_mask_seconds", "features.n_bins",
     "features.win_ms", "features.hop_ms", "model.rnn_hidden", "model.rnn_layers",
     "model.attention_dim", "optim.lr", "data.synthetic.clips_per_class",
 )
@@ -308,6 +317,8 @@ def choices() -> dict[str, tuple]:
 
 def validate(cfg: DictConfig) -> DictConfig:
     """Check values the type system cannot; raise AscError naming the key."""
+    # YAML reads a bare on/off as a boolean, which a string field stores as "True"/"False"
+    cfg.data.on_device = {"True": "on", "False": "off"}.get(cfg.data.on_device, cfg.data.on_device)
     for key, allowed in choices().items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:

@@ -153,7 +153,7 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
         run_id = stored_run_id(fold_dir / "wandb_run_id")  # stored before training: a resumed fold continues it
 
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
-    dm = SceneDataModule(clips, fold, cfg.data)
+    dm = SceneDataModule(clips, fold, cfg)
     module = SceneClassifier(to_dict(cfg), clips.class_names, fold)
     last = fold_dir / "checkpoints" / "last.ckpt"
     resumed_from = checkpoint_epoch(last)
@@ -175,7 +175,8 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     pictures = AttentionPictures(clips, attention_clip_ids(clips, dm.test_idx, per_class), fold_dir / "attention",
                                  cfg.logger.attention_every_n_epochs, attention_clip_ids(clips, dm.val_idx, per_class),
                                  fold)
-    trainer_kwargs = {"log_every_n_steps": 5, **to_dict(cfg)["trainer"]}
+    # the DataModule shards its own loaders across DDP ranks (seeded crops, every test clip once)
+    trainer_kwargs = {"log_every_n_steps": 5, "use_distributed_sampler": False, **to_dict(cfg)["trainer"]}
     callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
     extra_callbacks, trainer_kwargs = training_extras(cfg, fold, trainer_kwargs)
     callbacks += extra_callbacks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from typing import Callable
 
 import torch
 from torch import nn
@@ -123,6 +124,12 @@ class LogSpectrogram(nn.Module):
         # a front-end registered with magnitude=True returns magnitudes: squared, so every front-end yields power
         self.square = bool(FRONTENDS.meta(name).get("magnitude"))
 
+    @classmethod
+    def from_config(cls, features_cfg, sample_rate: int) -> LogSpectrogram:
+        """The front-end a ``features`` config section describes, at ``sample_rate`` Hz."""
+        f = features_cfg
+        return cls(f.name, int(sample_rate), f.n_bins, f.win_ms, f.hop_ms, f.fmin, f.fmax, f.log_eps)
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.shape[-1] < self.win:  # centred framing reflects win/2 samples: needs a longer input
             wave = torch.nn.functional.pad(wave, (0, self.win - wave.shape[-1]))
@@ -158,10 +165,23 @@ class BandStandardizer(nn.Module):
         self._acc = part if self._acc is None else [a + b for a, b in zip(self._acc, part)]
 
     @torch.no_grad()
-    def finalize(self) -> None:
-        if self._acc is None:
+    def finalize(self, reduce: Callable[[torch.Tensor], None] | None = None) -> None:
+        """Mean and std from the accumulated sums.  ``reduce`` sums a tensor in place across
+        processes (``torch.distributed.all_reduce``): each DDP rank accumulates its share of
+        the training clips and every rank ends with the statistics of all of them."""
+        if self._acc is None and reduce is None:
             raise RuntimeError("BandStandardizer.finalize() called before any update()")
+        n_bins = len(self.mean)
+        if self._acc is None:  # this rank's share was empty: it still takes part in the sum
+            self._acc = [torch.zeros(n_bins, dtype=torch.float64, device=self.mean.device)] * 2 + [
+                torch.zeros((), dtype=torch.float64, device=self.mean.device)]
+        if reduce is not None:
+            flat = torch.cat([self._acc[0], self._acc[1], self._acc[2].reshape(1)])
+            reduce(flat)
+            self._acc = [flat[:n_bins], flat[n_bins:2 * n_bins], flat[-1]]
         s, ss, n = self._acc
+        if float(n) == 0:
+            raise RuntimeError("BandStandardizer.finalize(): no frames were accumulated")
         mean = s / n
         var = (ss / n - mean * mean).clamp_min(1e-10)
         self.mean.copy_(mean.float())

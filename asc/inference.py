@@ -1,12 +1,13 @@
 """Inference with a trained network: ``load(checkpoint) -> Predictor``.
 
-A :class:`Predictor` is the front-end, the band statistics and the network of a
-checkpoint (the same state-dict keys as the training module's: ``frontend.*``, ``norm.*``,
-``model.*``), with clip-level inference and attention stitching (:meth:`Predictor.analyse_clip`).
-``asc predict``, ``asc attention``, ``asc export``, the attention-picture callback and the
-notebooks use it; during training :meth:`Predictor.of` wraps the live module's parts.
-Checkpoints are loaded with ``weights_only=True``: nothing but tensors and plain containers
-is unpickled.
+A :class:`Predictor` is the feature pipeline (front-end and band statistics) and the
+network of a checkpoint, with clip-level inference and attention stitching
+(:meth:`Predictor.analyse_clip`).  ``asc predict``, ``asc attention``, ``asc export``, the
+attention-picture callback and the notebooks use it; during training :meth:`Predictor.of`
+wraps the live module's network and the DataModule's pipeline.  A checkpoint holds the
+network under ``state_dict`` (``model.*``) and the band statistics under the DataModule's
+key; the filterbank is rebuilt from the stored config.  Checkpoints are loaded with
+``weights_only=True``: nothing but tensors and plain containers is unpickled.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from asc.data.audio import display_name
-from asc.data.datamodule import segment_samples, segment_starts, stitch_segments
+from asc.data.batches import segment_samples, segment_starts
 from asc.errors import AscError
-from asc.features import BandStandardizer, LogSpectrogram, frame_params, n_frames, padding_mask
+from asc.features import frame_params, n_frames
 from asc.models import build_model
+from asc.pipeline import FeaturePipeline
 
 
 def aggregate_segments(logits: torch.Tensor, clip: torch.Tensor, n_clips: int, how: str = "mean_prob") -> torch.Tensor:
@@ -48,15 +50,40 @@ def aggregate_segments(logits: torch.Tensor, clip: torch.Tensor, n_clips: int, h
     return torch.softmax(mean, -1) if how == "mean_logprob" else mean
 
 
-def build_parts(cfg: DictConfig, n_classes: int) -> tuple[LogSpectrogram, BandStandardizer, nn.Module]:
-    """The front-end, the (unfitted) band standardiser and the network a config describes."""
+def segment_taper(n: int):
+    """Overlap-add weights of a segment's ``n`` frames: a Hann taper, never zero.  Where
+    segments overlap, each frame is taken mostly from the segment that has it near its
+    middle; a segment's edge frames (distorted by padding, often given odd attention)
+    count little there, so segment boundaries leave no spikes or dips."""
+    i = torch.arange(n, dtype=torch.float32)
+    return torch.sin(math.pi * (i + 0.5) / n) ** 2
+
+
+def stitch_segments(pieces, n_frames: int):
+    """Per-frame values of overlapping segments stitched over a clip of ``n_frames``
+    frames: ``pieces`` holds ``(first_frame, values)`` per segment, ``values`` (L, ...) a
+    tensor; the result (n_frames, ...) is the :func:`segment_taper`-weighted mean of the
+    segments covering each frame (0 where none does).  A segment's values that sum to 1
+    keep that level: uniform attention stays flat at 1/L."""
+    out = weight = None
+    for first, values in pieces:
+        keep = max(0, min(len(values), n_frames - first))
+        values, w = values[:keep], segment_taper(len(values))[:keep]
+        if out is None:
+            out = torch.zeros((n_frames, *values.shape[1:]))
+            weight = torch.zeros(n_frames)
+        out[first:first + len(values)] += values * w.reshape(-1, *([1] * (values.dim() - 1)))
+        weight[first:first + len(values)] += w
+    return out / weight.clamp_min(1e-12).reshape(-1, *([1] * (out.dim() - 1)))
+
+
+def build_network(cfg: DictConfig, n_classes: int) -> nn.Module:
+    """The (untrained) network a config describes."""
     f = cfg.features
     sample_rate = int(cfg.data.sample_rate)
     segment = segment_samples(cfg.data, sample_rate)
     _, hop = frame_params(sample_rate, f.win_ms, f.hop_ms)
-    frontend = LogSpectrogram(f.name, sample_rate, f.n_bins, f.win_ms, f.hop_ms, f.fmin, f.fmax, f.log_eps)
-    net = build_model(cfg.model, n_classes, f.n_bins, n_frames(segment, hop) if segment else None)
-    return frontend, BandStandardizer(f.n_bins), net
+    return build_model(cfg.model, n_classes, f.n_bins, n_frames(segment, hop) if segment else None)
 
 
 class Predictor(nn.Module):
@@ -69,26 +96,38 @@ class Predictor(nn.Module):
     class_names : list of str
     fold : int, optional
         The fold the network was trained on (None: unknown).
-    parts : tuple, optional
-        (frontend, norm, model) to share (:meth:`of`); None: built from ``cfg``.
+    pipeline, network : optional
+        A fitted :class:`~asc.pipeline.FeaturePipeline` and a network to share
+        (:meth:`of`); None: built from ``cfg`` (statistics unfitted, weights untrained).
     """
 
-    def __init__(self, cfg, class_names: list[str], fold: int | None = None, parts: tuple | None = None):
+    def __init__(self, cfg, class_names: list[str], fold: int | None = None,
+                 pipeline: FeaturePipeline | None = None, network: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
         self.class_names, self.fold = list(class_names), fold
         self.sample_rate = int(self.cfg.data.sample_rate)
         self.segment = segment_samples(self.cfg.data, self.sample_rate)  # None: whole clips
-        self.frontend, self.norm, self.model = parts or build_parts(self.cfg, len(self.class_names))
+        self.pipeline = pipeline or FeaturePipeline(self.cfg, len(self.class_names))
+        self.model = network or build_network(self.cfg, len(self.class_names))
 
     @classmethod
-    def of(cls, module) -> Predictor:
-        """A Predictor sharing the front-end, statistics and network of a live
-        :class:`~asc.module.SceneClassifier` (for pictures during training)."""
-        predictor = cls(module.cfg, module.class_names, module.hparams.get("fold"),
-                        (module.frontend, module.norm, module.model))
+    def of(cls, module, pipeline: FeaturePipeline) -> Predictor:
+        """A Predictor sharing the network of a live :class:`~asc.module.SceneClassifier`
+        and the fitted pipeline of its DataModule (for pictures during training)."""
+        predictor = cls(module.cfg, module.class_names, module.hparams.get("fold"), pipeline, module.model)
         predictor.training = module.training
         return predictor
+
+    @property
+    def frontend(self):
+        """The log-spectrogram front-end (``hop`` in samples, band frequencies)."""
+        return self.pipeline.frontend
+
+    @property
+    def norm(self):
+        """The fitted band standardiser."""
+        return self.pipeline.norm
 
     @property
     def hparams(self) -> dict:
@@ -101,11 +140,11 @@ class Predictor(nn.Module):
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         """Standardised log spectrogram (B, F, T) of waveforms (B, N), in float32."""
-        return self.norm(self.frontend(wave))
+        return self.pipeline.features(wave)
 
     def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
         """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
-        return padding_mask(lengths, self.frontend.hop, n_total)
+        return self.pipeline.valid_frames(lengths, n_total)
 
     def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
         return self.model(spec, valid)
@@ -119,7 +158,7 @@ class Predictor(nn.Module):
         ``segment_probs`` (S, C), ``starts`` (S,) in samples, ``spec`` (F, T) the
         standardised spectrogram of the whole clip (when ``with_spec``), and where the model has attention
         ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip (overlapping segments
-        averaged with a taper, :func:`asc.data.datamodule.stitch_segments`), ``spatial`` (D,)
+        averaged with a taper, :func:`stitch_segments`), ``spatial`` (D,)
         averaged over segments, and ``uniform``, the level of uniform temporal attention
         (1 / frames of one segment).
         """
@@ -171,7 +210,7 @@ class Predictor(nn.Module):
 def load(checkpoint: str | Path, device: str = "auto") -> Predictor:
     """The :class:`Predictor` stored in ``checkpoint`` (a path, or the W&B run id of a fold
     under runs/), on ``device`` (auto: a CUDA GPU if there is one), in eval mode."""
-    from asc.checkpoints import migrate
+    from asc.checkpoints import DATAMODULE_KEY, migrate
     from asc.config import Config, to_dict
 
     path = resolve_checkpoint(checkpoint)
@@ -199,8 +238,16 @@ def load(checkpoint: str | Path, device: str = "auto") -> Predictor:
     except Exception as e:  # noqa: BLE001
         raise AscError(f"the config stored in {display_name(path)!r} does not fit this version of asc ({e})") from None
     model = Predictor(cfg, hp["class_names"], hp.get("fold"))
+    network_state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    stats = ckpt.get(DATAMODULE_KEY, {}).get("band_stats")
     try:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
+        if len(network_state) != len(ckpt["state_dict"]):
+            extra = sorted(k for k in ckpt["state_dict"] if not k.startswith("model."))
+            raise RuntimeError(f"state_dict:\n  unexpected keys {extra[:3]}")
+        if stats is None:
+            raise RuntimeError(f"no band statistics:\n  {DATAMODULE_KEY!r} holds no 'band_stats'")
+        model.model.load_state_dict(network_state, strict=True)
+        model.pipeline.load_stats_state(stats)
     except RuntimeError as e:
         detail = "; ".join(line.strip() for line in str(e).splitlines()[1:3])
         raise AscError(f"{display_name(path)!r} does not match the model its config describes ({detail} ...); "

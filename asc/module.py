@@ -1,10 +1,12 @@
-"""The LightningModule: front-end, BC mixing, network, loss and metrics.
+"""The LightningModule: the network, the BC (soft-target) loss and the metrics.
 
-Batches arrive as waveforms with ``length``, the valid samples of each row.
-``on_after_batch_transfer`` runs on the training device: random gain and BC mix
-(training only), log spectrogram in float32, per-band standardisation, the frame mask of
-the padding, then the spectrogram augmentations (training only).  The front-end and its
-statistics are part of the module, so a checkpoint alone is enough to classify new audio.
+Batches arrive as spectrograms: :class:`asc.data.datamodule.SceneDataModule` runs the
+feature pipeline (BC mix, front-end, band standardiser, frame mask, augmentation) on the
+training device in its ``on_after_batch_transfer`` and adds ``spec``, ``valid`` (the frame
+mask of the padding, None without padding) and, while fitting, ``target`` (soft targets).
+A checkpoint holds the network (``state_dict``), the config and class names
+(``hyper_parameters``) and the band statistics (the DataModule's state), so a checkpoint
+alone is enough to classify new audio (:func:`asc.inference.load`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from omegaconf import OmegaConf
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from asc.augment import mix_batch, mix_spectrogram, random_gain, roll_frames, soft_target_kl, spec_mask
+from asc.augment import soft_target_kl
+from asc.checkpoints import migrate as migrate_checkpoint
 from asc.checkpoints import stamp as stamp_checkpoint
-from asc.data.datamodule import segment_samples
-from asc.features import padding_mask
-from asc.inference import aggregate_segments, build_parts
+from asc.data.batches import segment_samples
+from asc.inference import aggregate_segments, build_network
 
 
 class SceneClassifier(L.LightningModule):
@@ -44,7 +46,7 @@ class SceneClassifier(L.LightningModule):
         self.class_names = list(class_names)
         self.sample_rate = int(self.cfg.data.sample_rate)
         self.segment = segment_samples(self.cfg.data, self.sample_rate)  # None: whole clips
-        self.frontend, self.norm, self.model = build_parts(self.cfg, len(class_names))
+        self.model = build_network(self.cfg, len(class_names))
         n = len(class_names)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_metrics", MetricCollection({
@@ -58,59 +60,8 @@ class SceneClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         stamp_checkpoint(checkpoint)
 
-    # ---------------------------------------------------------------- features
-    def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """Standardised log spectrogram (B, F, T) of waveforms (B, N), in float32."""
-        return self.norm(self.frontend(wave))
-
-    def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
-        """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
-        return padding_mask(lengths, self.frontend.hop, n_total)
-
-    @torch.no_grad()
-    def fit_normalizer(self, loader) -> None:
-        """Per-band mean/std from the training clips (never the test split), padding excluded."""
-        for batch in loader:
-            spec = self.frontend(batch["wave"].to(self.device))
-            self.norm.update(spec, self.valid_frames(batch["length"].to(self.device), spec.shape[-1]))
-        self.norm.finalize()
-
-    def on_fit_start(self) -> None:
-        if not bool(self.norm.fitted):  # a resumed run restored them from its checkpoint
-            self.fit_normalizer(self.trainer.datamodule.stats_dataloader())
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
-        # mixing only while fitting: not in the sanity check, validation or test
-        return self.prepare_batch(batch, training=self.trainer.training)
-
-    def prepare_batch(self, batch: dict, training: bool) -> dict:
-        """On the batch's device: gain and BC mix (training only), features, frame mask,
-        spectrogram augmentation (training only); adds ``spec``, ``valid`` (the frame
-        mask, None without padding) and, when training, ``target`` (the soft targets)."""
-        wave = batch["wave"]
-        lengths = batch.get("length")
-        if lengths is None:
-            lengths = torch.full((len(wave),), wave.shape[-1], device=wave.device)
-        a = self.cfg.augment
-        if training:
-            if a.gain_db > 0:
-                wave = random_gain(wave, a.gain_db)
-            wave, targets, partners, r = mix_batch(wave, batch["label"], len(self.class_names), a.mix,
-                                                   self.sample_rate, a.gain, a.mixup_alpha)
-            if partners is not None:  # a mix holds sound wherever either partner does
-                lengths = torch.maximum(lengths, lengths[partners])
-            batch["target"] = targets
-        spec = self.features(wave)
-        valid = self.valid_frames(lengths, spec.shape[-1])
-        if training:
-            spec = mix_spectrogram(a.mix, spec, partners, r)
-            if a.roll:
-                spec = roll_frames(spec, valid)
-            if a.freq_masks or a.time_masks:
-                time_width = max(1, round(a.time_mask_seconds * self.sample_rate / self.frontend.hop))
-                spec = spec_mask(spec, valid, a.freq_masks, a.freq_mask_bins, a.time_masks, time_width)
-        batch["spec"], batch["valid"] = spec, valid
-        return batch
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        migrate_checkpoint(checkpoint)  # resuming a run written by an older version: same layout as now
 
     # ---------------------------------------------------------------- steps
     def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):

@@ -330,9 +330,11 @@ class AttentionPictures(Callback):
         from asc.viz import attention_figure, band_frequencies, picture_name, save
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        hop_s = module.frontend.hop / module.sample_rate
+        # the live module's network with the DataModule's fitted front-end and statistics
+        # (or a loaded Predictor as it is)
+        predictor = module if isinstance(module, Predictor) else Predictor.of(module, trainer.datamodule.pipeline)
+        hop_s = predictor.frontend.hop / predictor.sample_rate
         figs, captions, rows = [], [], []
-        predictor = Predictor.of(module)  # the live module's front-end, statistics and network
         for i in clip_ids:
             analysis = predictor.analyse_clip(self.clips.audio.get(i))
             true = self.clips.class_names[self.clips.labels[i]]
@@ -340,7 +342,7 @@ class AttentionPictures(Callback):
             caption = f"{self.clips.items[i]}: true {true}, predicted {pred} ({tag})"
             events = self.clips.events[i] if self.clips.events else None
             figs.append(attention_figure(analysis, hop_s, caption, events, self.clips.class_names,
-                                         band_frequencies(module.frontend)))
+                                         band_frequencies(predictor.frontend)))
             captions.append(caption)
             rows.append((i, true, pred, float(analysis["probs"].max()), analysis, events))
         for lg in trainer.loggers:

@@ -13,9 +13,18 @@ import torch
 from omegaconf import OmegaConf
 
 from asc import checkpoints
-from asc.checkpoints import SCHEMA_VERSION, VERSION_KEY, migrate, rename_config_keys, schema_version, stamp
+from asc.checkpoints import (
+    DATAMODULE_KEY,
+    SCHEMA_VERSION,
+    VERSION_KEY,
+    migrate,
+    rename_config_keys,
+    schema_version,
+    stamp,
+)
 from asc.config import Config
 from asc.errors import AscError
+from asc.pipeline import FeaturePipeline
 
 WAVS = ["scene0_up_sweep.wav", "scene4_down_sweep.wav", "chirp_11025.wav"]
 
@@ -71,7 +80,7 @@ def test_old_checkpoint_exports_and_predicts_as_at_b6efd54(old_checkpoint_dir, e
     """The exported graph (front-end + network) gives the clip probabilities `asc predict`
     gave at b6efd54: mean over the clip's evenly spaced segments."""
     from asc.data.audio import read_audio
-    from asc.data.datamodule import segment_starts
+    from asc.data.batches import segment_starts
     from asc.export import run_exported
 
     out = tmp_path / f"model.{fmt}"
@@ -105,9 +114,32 @@ def test_unversioned_checkpoint_migrates_to_current(old_checkpoint_dir):
         section, leaf = key.split(".")
         assert out["hyper_parameters"]["cfg"][section].pop(leaf) == value
     assert out["hyper_parameters"]["cfg"] == cfg
-    assert out["state_dict"].keys() == weights.keys()
-    assert all(torch.equal(out["state_dict"][k], v) for k, v in weights.items())
+    # 3: the network's weights stay; the band statistics move to the DataModule's state
+    network = {k: v for k, v in weights.items() if k.startswith("model.")}
+    assert out["state_dict"].keys() == network.keys()
+    assert all(torch.equal(out["state_dict"][k], v) for k, v in network.items())
+    stats = out[DATAMODULE_KEY]["band_stats"]
+    assert stats.keys() == {"mean", "std", "fitted"}
+    assert all(torch.equal(stats[k], weights[f"norm.{k}"]) for k in stats)
     assert migrate(out)[VERSION_KEY] == SCHEMA_VERSION  # idempotent
+
+
+def test_dropped_filterbank_is_rebuilt_identically_from_the_config(old_checkpoint_dir):
+    """Schema 3 drops ``frontend.*`` from old checkpoints: the filterbank the stored config
+    builds today is the one they were trained with."""
+    ck = torch.load(old_checkpoint_dir / "model.ckpt", map_location="cpu", weights_only=True)
+    stored = {k[len("frontend."):]: v for k, v in ck["state_dict"].items() if k.startswith("frontend.")}
+    cfg = migrate(ck)["hyper_parameters"]["cfg"]
+    rebuilt = FeaturePipeline(OmegaConf.create(cfg), len(ck["hyper_parameters"]["class_names"])).frontend
+    assert stored and rebuilt.state_dict().keys() == stored.keys()
+    for k, v in rebuilt.state_dict().items():
+        torch.testing.assert_close(v, stored[k], rtol=1e-6, atol=1e-7)
+
+
+def test_datamodule_key_is_the_datamodule_class_name():
+    from asc.data.datamodule import SceneDataModule
+
+    assert SceneDataModule.__qualname__ == DATAMODULE_KEY  # where Lightning stores its state
 
 
 def test_every_migration_step_is_registered():

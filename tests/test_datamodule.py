@@ -3,7 +3,8 @@ import torch
 
 from asc.config import load_config
 from asc.data import load_clipset
-from asc.data.datamodule import EvenShards, SceneDataModule, segment_starts
+from asc.data.batches import EvenShards, segment_starts
+from asc.data.datamodule import SceneDataModule
 from asc.module import aggregate_segments
 
 
@@ -24,7 +25,7 @@ def test_segments_cover_the_clip():
 def test_fold_parts_and_batches():
     cfg = tiny_cfg()
     clips = load_clipset(cfg.data)
-    dm = SceneDataModule(clips, 1, cfg.data)
+    dm = SceneDataModule(clips, 1, cfg)
     train, test = clips.folds[1]
     assert set(dm.train_idx) | set(dm.val_idx) == set(train)
     assert not set(dm.val_idx) & set(dm.test_idx) and not set(dm.train_idx) & set(dm.test_idx)
@@ -47,7 +48,7 @@ def test_even_shards_cover_each_clip_once():
 def test_short_clips_are_padded():
     cfg = tiny_cfg(**{"data.segment_seconds": 5.0})
     clips = load_clipset(cfg.data)
-    dm = SceneDataModule(clips, 1, cfg.data)
+    dm = SceneDataModule(clips, 1, cfg)
     assert next(iter(dm.train_dataloader()))["wave"].shape == (4, 80000)
 
 

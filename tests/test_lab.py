@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from helpers.cli import TINY, asc
 from helpers.wandb_offline import read_run
@@ -72,11 +73,17 @@ def test_ddp_evaluation_counts_every_clip_once(tmp_path):
 
     cfg = load_config(overrides=[*tiny, "trainer.accelerator=cpu"])
     model = SceneClassifier.load_from_checkpoint(row["best_checkpoint"], map_location="cpu", weights_only=True)
-    dm = SceneDataModule(load_clipset(cfg.data), 1, cfg.data)
+    dm = SceneDataModule(load_clipset(cfg.data), 1, cfg)
     single = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                        enable_model_summary=False).test(model, dm, verbose=False)[0]
     assert single["test/acc"] == pytest.approx(row["test/acc"], abs=1e-6)
     assert single["test/macro_f1"] == pytest.approx(row["test/macro_f1"], abs=1e-6)
+    # band statistics: each rank fitted its half of the training clips and the sums were added
+    # across ranks, so the checkpoint holds those of all of them, as one process fits them
+    stored = torch.load(row["best_checkpoint"], map_location="cpu", weights_only=True)["SceneDataModule"]["band_stats"]
+    assert dm.pipeline.fitted and bool(stored["fitted"])
+    torch.testing.assert_close(stored["mean"], dm.pipeline.norm.mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stored["std"], dm.pipeline.norm.std, rtol=1e-5, atol=1e-5)
     runs = list((tmp_path / "ddp" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2  # the fold (rank 0 only) and the aggregate
 

@@ -9,11 +9,12 @@ import torch
 from asc.augment import roll_frames, spec_mask
 from asc.config import load_config, to_dict
 from asc.data.base import ArrayStore, ClipSet
-from asc.data.datamodule import Collate, RandomCrops
+from asc.data.batches import Collate, Crops
 from asc.features import BandStandardizer, frame_mask
 from asc.models import build_model
 from asc.models.pooling import build_pooling
 from asc.module import SceneClassifier
+from asc.pipeline import FeaturePipeline
 
 B, T, D = 3, 12, 6
 LENGTHS = [12, 7, 1]
@@ -142,13 +143,17 @@ def test_training_step_on_very_different_lengths_is_finite(segment):
                                  "augment.gain_db=6"])
     module = SceneClassifier(to_dict(cfg), clips.class_names)
     seg = None if segment is None else int(segment * 8000)
-    batch = Collate(False, seg or 0)([RandomCrops(clips, np.arange(4), seg)[i] for i in range(4)])
+    def crop(i):  # the first `seg` samples of clip i (all of it when shorter)
+        n = clips.audio.length(i)
+        return Crops(clips)[(i, 0, min(n, seg or n))]
+
+    batch = Collate(False, seg or 0)([crop(i) for i in range(4)])
     assert batch["length"].tolist() == [800, seg or 240000, 40, 8000]
-    module.fit_normalizer([Collate(True, seg or 0)([{**RandomCrops(clips, np.arange(4), seg)[i], "index": i,
-                                                     "wave": RandomCrops(clips, np.arange(4), seg)[i]["wave"][None]}
-                                                    for i in range(4)])])
-    assert torch.isfinite(module.norm.mean).all() and torch.isfinite(module.norm.std).all()
-    out = module.prepare_batch(batch, training=True)
+    pipeline = FeaturePipeline(cfg, len(clips.class_names))
+    pipeline.fit([Collate(True, seg or 0)([{**crop(i), "index": i, "wave": crop(i)["wave"][None]}
+                                           for i in range(4)])], torch.device("cpu"))
+    assert torch.isfinite(pipeline.norm.mean).all() and torch.isfinite(pipeline.norm.std).all()
+    out = pipeline.prepare(batch, training=True)
     logits, _ = module(out["spec"], out["valid"])
     loss = torch.nn.functional.kl_div(torch.log_softmax(logits, -1), out["target"], reduction="batchmean")
     loss.backward()

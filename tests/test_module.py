@@ -10,6 +10,7 @@ from asc.data import load_clipset
 from asc.data.datamodule import SceneDataModule
 from asc.features import LogSpectrogram
 from asc.module import SceneClassifier
+from asc.pipeline import FeaturePipeline
 from helpers.cli import TINY_MODEL as TINY
 
 
@@ -33,21 +34,23 @@ def test_mixing_only_while_training():
     spy = Spy()
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[spy])
-    trainer.fit(module, SceneDataModule(clips, 1, cfg.data))
+    dm = SceneDataModule(clips, 1, cfg)
+    trainer.fit(module, dm)
     stages = {s for s, _, _ in spy.seen}
     assert stages == {"sanity", "train", "val"}
     assert all(has_target and soft for s, has_target, soft in spy.seen if s == "train")  # BC: soft targets
     assert not any(has_target for s, has_target, _ in spy.seen if s != "train")
-    assert bool(module.norm.fitted)  # statistics from the training split were computed on fit start
+    assert dm.pipeline.fitted  # statistics from the training split were computed before the first batch
+    assert set(dm.state_dict()["band_stats"]) == {"mean", "std", "fitted"}
 
 
 def test_prepare_batch_unmixed_features_equal_frontend():
     cfg = load_config(overrides=TINY)
-    module = SceneClassifier(to_dict(cfg), ["a", "b", "c"])
-    wave = 0.1 * torch.randn(4, module.segment)
-    batch = module.prepare_batch({"wave": wave, "label": torch.tensor([0, 1, 2, 0])}, training=False)
-    torch.testing.assert_close(batch["spec"], module.features(wave))
-    mixed = module.prepare_batch({"wave": wave, "label": torch.tensor([0, 1, 2, 0])}, training=True)
+    pipeline = FeaturePipeline(cfg, 3)
+    wave = 0.1 * torch.randn(4, int(cfg.data.segment_seconds * cfg.data.sample_rate))
+    batch = pipeline.prepare({"wave": wave, "label": torch.tensor([0, 1, 2, 0])}, training=False)
+    torch.testing.assert_close(batch["spec"], pipeline.features(wave))
+    mixed = pipeline.prepare({"wave": wave, "label": torch.tensor([0, 1, 2, 0])}, training=True)
     assert mixed["target"].shape == (4, 3) and not torch.allclose(mixed["spec"], batch["spec"])
 
 

@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
 
 
 def test_stitching_leaves_no_spikes_at_segment_boundaries():
-    from asc.data.datamodule import stitch_segments
+    from asc.inference import stitch_segments
 
     # 4-s clip, 2-s segments of 101 frames every 50 frames; each segment's attention sums
     # to 1 and is 5x higher on its two edge frames (what padding does to a trained model)

@@ -76,7 +76,7 @@ def test_fold_run_config_once_no_anonymous_warning_and_val_pictures(tmp_path):
     # pictures during training are of validation clips; at test time of test clips
     cfg = load_config(overrides=[*TINY])
     clips = load_clipset(cfg.data)
-    dm = SceneDataModule(clips, 1, cfg.data)
+    dm = SceneDataModule(clips, 1, cfg)
     stems = lambda idx: sorted(Path(clips.items[i]).stem for i in idx)  # noqa: E731
     pics = tmp_path / "one" / "fold-1" / "attention"
     stem = lambda png: "-".join(png.stem.split("-")[1:-2])  # noqa: E731 - <tag>-<stem>-<class>-<hash>.png

@@ -44,8 +44,7 @@ def model_complexity(network: nn.Module, features_cfg, sample_rate: int, segment
     """
     from asc.features import LogSpectrogram
 
-    f = features_cfg
-    frontend = LogSpectrogram(f.name, sample_rate, f.n_bins, f.win_ms, f.hop_ms, f.fmin, f.fmax, f.log_eps)
+    frontend = LogSpectrogram.from_config(features_cfg, sample_rate)
     wave = torch.zeros(1, int(round(segment_seconds * sample_rate)))
     seconds = wave.shape[1] / sample_rate
     frontend_macs = count_macs(frontend, wave)

@@ -1,0 +1,105 @@
+"""The feature pipeline: waveform batch -> gain and BC mix -> log spectrogram -> band
+standardiser -> frame mask -> spectrogram augmentation.
+
+:class:`FeaturePipeline` is owned by :class:`asc.data.datamodule.SceneDataModule`, which
+applies it in ``on_after_batch_transfer`` on the training device; the LightningModule only
+sees spectrograms, frame masks and (while fitting) soft targets.  Its filterbank is rebuilt
+from the config; its band statistics are the only state, fitted once per fold on the
+training clips (averaged over DDP ranks) and stored in every checkpoint through the
+DataModule's ``state_dict``.  :class:`asc.inference.Predictor` uses the same front-end and
+statistics (:meth:`FeaturePipeline.features`), without mixing or augmentation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from asc.augment import mix_batch, mix_spectrogram, random_gain, roll_frames, spec_mask
+from asc.features import BandStandardizer, LogSpectrogram, padding_mask
+
+
+class FeaturePipeline(nn.Module):
+    """Waveform batches to standardised log spectrograms (B, F, T), with the training-only
+    mixing and augmentation stages.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The experiment config (``data.sample_rate``, ``features``, ``augment``).
+    n_classes : int
+        Classes of the soft targets the mixer makes.
+    """
+
+    def __init__(self, cfg, n_classes: int):
+        super().__init__()
+        self.sample_rate = int(cfg.data.sample_rate)
+        self.augment, self.n_classes = cfg.augment, int(n_classes)
+        self.frontend = LogSpectrogram.from_config(cfg.features, self.sample_rate)
+        self.norm = BandStandardizer(int(cfg.features.n_bins))
+
+    @property
+    def hop(self) -> int:
+        """Frame hop in samples."""
+        return self.frontend.hop
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.norm.fitted)
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """Standardised log spectrogram (B, F, T) of waveforms (B, N), in float32."""
+        return self.norm(self.frontend(wave))
+
+    def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
+        """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
+        return padding_mask(lengths, self.hop, n_total)
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[dict], device: torch.device,
+            reduce: Callable[[torch.Tensor], None] | None = None) -> None:
+        """Band mean/std from evaluation-style batches of training clips (``wave``,
+        ``length``), padding excluded.  ``reduce`` sums across processes (DDP: each rank
+        passes its share of the clips)."""
+        for batch in batches:
+            spec = self.frontend(batch["wave"].to(device))
+            self.norm.update(spec, self.valid_frames(batch["length"].to(device), spec.shape[-1]))
+        self.norm.finalize(reduce)
+
+    def prepare(self, batch: dict, training: bool) -> dict:
+        """On the batch's device: gain and BC mix (training only), features, frame mask,
+        spectrogram augmentation (training only); adds ``spec``, ``valid`` (the frame
+        mask, None without padding) and, when training, ``target`` (the soft targets)."""
+        wave = batch["wave"]
+        lengths = batch.get("length")
+        if lengths is None:
+            lengths = torch.full((len(wave),), wave.shape[-1], device=wave.device)
+        a = self.augment
+        if training:
+            if a.gain_db > 0:
+                wave = random_gain(wave, a.gain_db)
+            wave, targets, partners, r = mix_batch(wave, batch["label"], self.n_classes, a.mix,
+                                                   self.sample_rate, a.gain, a.mixup_alpha)
+            if partners is not None:  # a mix holds sound wherever either partner does
+                lengths = torch.maximum(lengths, lengths[partners])
+            batch["target"] = targets
+        spec = self.features(wave)
+        valid = self.valid_frames(lengths, spec.shape[-1])
+        if training:
+            spec = mix_spectrogram(a.mix, spec, partners, r)
+            if a.roll:
+                spec = roll_frames(spec, valid)
+            if a.freq_masks or a.time_masks:
+                time_width = max(1, round(a.time_mask_seconds * self.sample_rate / self.hop))
+                spec = spec_mask(spec, valid, a.freq_masks, a.freq_mask_bins, a.time_masks, time_width)
+        batch["spec"], batch["valid"] = spec, valid
+        return batch
+
+    def stats_state(self) -> dict:
+        """The band statistics (the pipeline's only state), as stored in checkpoints."""
+        return {k: v.detach().cpu() for k, v in self.norm.state_dict().items()}
+
+    def load_stats_state(self, state: dict) -> None:
+        self.norm.load_state_dict(state, strict=True)

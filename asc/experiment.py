@@ -95,7 +95,7 @@ def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
 def training_extras(cfg: DictConfig, fold: int, trainer_kwargs: dict) -> tuple[list, dict]:
     """Callbacks and Trainer arguments from the config beyond the basics: early stopping on
     a validation metric (``early_stopping.*``) and the progress display (``logger.progress``)."""
-    from asc.tracking import EpochLines, progress_mode
+    from asc.callbacks import EpochLines, progress_mode
 
     callbacks = []
     es = cfg.early_stopping
@@ -134,17 +134,11 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from asc.callbacks import AttentionPictures, ResumableCSVLogger, WandbSteps
     from asc.data.datamodule import SceneDataModule
+    from asc.io import AtomicCheckpointIO
     from asc.module import SceneClassifier
-    from asc.tracking import (
-        AtomicCheckpointIO,
-        AttentionPictures,
-        ResumableCSVLogger,
-        WandbSteps,
-        finish_fold_logging,
-        stored_run_id,
-        wandb_logger,
-    )
+    from asc.tracking import finish_fold_logging, stored_run_id, wandb_logger
 
     fold_dir = exp_dir / f"fold-{fold}"
     run_id = None

@@ -83,10 +83,10 @@ def test_picture_fit_for_a_paper(trained):
 def test_picture_names_are_unique_and_carry_the_class(trained, tmp_path):
     import lightning as L
 
+    from asc.callbacks import AttentionPictures
     from asc.config import load_config
     from asc.data import load_clipset
     from asc.predict import load_model
-    from asc.tracking import AttentionPictures
 
     # asc predict --attention on a/rec001.wav and b/rec001.wav: two pictures
     ckpt = trained / "fold-1" / "checkpoints" / "best.ckpt"

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from asc.errors import AscError
+from asc.tables import format_markdown
 
 DISTRIBUTIONS = ("uniform", "log_uniform_values", "int_uniform", "q_uniform", "categorical")
 
@@ -320,7 +321,7 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
                  *((f"{r['test_acc']:.4f}", f"{r['test_acc std']:.4f}") if beside else ()),
                  *(f"{r[k]:.4f}" for k in stats[2:]), r["folds"], r["experiment"]]
                 for i, r in enumerate(rows, 1)])
-    lines = _markdown(["rank", *params, f"{metric} (%)", *test_md, "macro-F1 (%)", "folds"],
+    lines = format_markdown(["rank", *params, f"{metric} (%)", *test_md, "macro-F1 (%)", "folds"],
                       [[i, *(_short(r[p]) for p in params), _percent(r, metric),
                         *([_percent(r, "test_acc")] if beside else []), _percent(r, "macro_f1"), r["folds"]]
                        for i, r in enumerate(rows, 1)])
@@ -335,7 +336,7 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
         lines += ["", "Pooled over seeds: mean ± std over every (seed, fold) result; seed std = std of the "
                   "per-seed means.", ""]
         beside = beside and all("test_acc" in r for r in pooled)
-        lines += _markdown(["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", *test_md, "macro-F1 (%)",
+        lines += format_markdown(["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", *test_md, "macro-F1 (%)",
                             "results"],
                            [[i, *(r[p] for p in others), ",".join(map(str, r["seeds"])), _percent(r, metric),
                              f"{100 * r[metric + ' seed std']:.2f}", *([_percent(r, "test_acc")] if beside else []),
@@ -350,11 +351,6 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
 def _percent(row: dict, key: str) -> str:
     """``row[key]`` ± ``row[key + ' std']`` in percent."""
     return f"{100 * row[key]:.2f} ± {100 * row[key + ' std']:.2f}"
-
-
-def _markdown(head: list[str], body: list[list]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *("| " + " | ".join(map(str, cells)) + " |" for cells in body)]
 
 
 def _write_csv(path: Path, head: list[str], body: list[list]) -> None:

@@ -52,3 +52,15 @@ def test_baseline_output_is_pinned(monkeypatch, capsys, tiny):
         "fold 1: bag-of-frames accuracy 50.00 %\n"
         "fold 2: bag-of-frames accuracy 62.50 %\n"
         "mean ± std over 2 folds: 56.25 ± 6.25 %\n")
+
+
+def test_formatter_aligns_widens_and_draws_rules():
+    from asc.tables import RULE, format_markdown, format_table
+
+    assert format_table(["name", "n"], [["a", 10], RULE, ["total", 3]]).splitlines() == [
+        "name    n", "-----  --", "a      10", "-----  --", "total   3"]
+    # fixed widths: a longer cell overflows instead of being cut; no rule under the head
+    assert format_table(["x", "y"], [["long", "1"]], align="lr", widths=[2, 3], sep="|", rule=False) == \
+        "x |  y\nlong|  1"
+    assert format_markdown(["rank", "acc"], [[1, "90.00 ± 1.00"]]) == [
+        "| rank | acc |", "|---|---|", "| 1 | 90.00 ± 1.00 |"]

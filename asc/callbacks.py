@@ -186,7 +186,7 @@ class AttentionPictures(Callback):
         known, the attention score (mass in class events / their coverage; 1.0 = chance)."""
         import wandb
 
-        from asc.attention import attention_in_events
+        from asc.attention_score import attention_in_events
 
         table = wandb.Table(columns=["fold", "clip", "true", "predicted", "probability", "attention", "audio",
                                      "event_score"])

@@ -67,7 +67,7 @@ def cmd_config_show(args) -> int:
 
 def cmd_synth(args) -> int:
     from asc.config import load_config
-    from asc.data.export import write_synthetic
+    from asc.data.synthetic import write_synthetic
 
     cfg = load_config(args.config, args.overrides)
     meta = write_synthetic(cfg.data, Path(args.out))
@@ -135,7 +135,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_attention(args) -> int:
-    from asc.attention import analyse_checkpoints, compare_checkpoints, table
+    from asc.attention_score import analyse_checkpoints, compare_checkpoints, table
     from asc.errors import AscError
 
     if args.compare:

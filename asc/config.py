@@ -61,7 +61,9 @@ class DataConfig:
     eval_batch_size: Optional[int] = None  # clips per eval step; None: batch_size
     num_workers: int = 0
     val_fraction: float = 0.1  # carved from each fold's training part, stratified
-    n_folds: int = 5  # folds made for data sets without official ones (folder)
+    # folds made for data sets without official ones (the folder layout); the synthetic set
+    # has its own, data.synthetic.n_folds.  Formerly data.n_folds (still read, with a notice).
+    folder_folds: int = 5
     fold_seed: int = 0  # seed of those folds and of the validation carve-out
     on_bad_file: str = "error"  # error | skip
     cache_dir: Optional[str] = None  # decoded-audio cache; None: $XDG_CACHE_HOME/asc (~/.cache/asc)
@@ -415,4 +417,6 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def to_dict(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    """The config as a plain dict, in this version's key names: a config.yaml written before
+    a key was renamed (an experiment being resumed) compares equal to its loaded form."""
+    return rename_config_keys(OmegaConf.to_container(cfg, resolve=True), "config.yaml", notice=None)

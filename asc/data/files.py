@@ -338,5 +338,5 @@ def load_listing(data_cfg, seed: int = 0) -> Listing:
     list_files = LAYOUTS.get(data_cfg.name)
     if not LAYOUTS.meta(data_cfg.name).get("on_disk"):
         raise AscError(f"data.name={data_cfg.name!r} is not a file-based data set")
-    return call_with(list_files, root=Path(data_cfg.root).expanduser(), n_folds=data_cfg.n_folds, seed=seed,
+    return call_with(list_files, root=Path(data_cfg.root).expanduser(), n_folds=data_cfg.folder_folds, seed=seed,
                      data_cfg=data_cfg)

@@ -10,7 +10,7 @@ import soundfile as sf
 from asc.config import load_config
 from asc.data import load_clipset
 from asc.data.audio import BadAudio, read_audio
-from asc.data.files import LITIS_CLASSES, litis_class
+from asc.data.layouts.litis import LITIS_CLASSES, litis_class
 from asc.errors import AscError
 from helpers.audio_trees import (
     make_bad_files,

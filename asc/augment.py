@@ -3,7 +3,8 @@
 BC learning (Tokozume, Ushiku & Harada, ICLR 2018) trains on mixtures of two examples of
 *different* classes with the mixing ratio as the target.  The mix is
 sound-pressure-aware: the louder waveform is turned down so that the perceived ratio of
-the two sounds is ``r``.  See DESIGN.md §2.3 for the formulas implemented here.
+the two sounds is ``r``; the formulas are in the docstrings of :func:`bc_gain_db` and
+:func:`bc_mix`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import torch
 
 from asc.augment import soft_target_kl
 
-LITIS_CLASSES = 19
+N_LITIS_CLASSES = 19
 CLIP_SECONDS = 30.0
 
 
@@ -116,9 +116,9 @@ def make_cached_litis(tmp: Path, sample_rate: int, n_clips: int):
     data.flush()
     del data
     store = MemmapStore(path, np.arange(n_clips) * n, np.full(n_clips, n), sample_rate)
-    labels = np.arange(n_clips) % LITIS_CLASSES
+    labels = np.arange(n_clips) % N_LITIS_CLASSES
     idx = np.arange(n_clips)
-    return ClipSet("litis-like", [f"class{c}" for c in range(LITIS_CLASSES)], [f"clip{i}" for i in idx], labels,
+    return ClipSet("litis-like", [f"class{c}" for c in range(N_LITIS_CLASSES)], [f"clip{i}" for i in idx], labels,
                    {1: (idx, idx[:1])}, store)
 
 
@@ -235,7 +235,7 @@ def bench_complexity(overrides: list[str] | None = None) -> list[dict]:
 
     cfgs = {name: litis_shaped_config([*(overrides or []), f"model.variant={v}"])
             for name, v in (("stap-crnn", "stap"), ("cnn", "cnn"))}
-    return [{"model": name, **complexity_from_config(cfg, LITIS_CLASSES)} for name, cfg in cfgs.items()]
+    return [{"model": name, **complexity_from_config(cfg, N_LITIS_CLASSES)} for name, cfg in cfgs.items()]
 
 
 def machine() -> dict:

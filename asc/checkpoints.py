@@ -33,7 +33,9 @@ VERSION_KEY = "asc_schema_version"
 
 # Config keys renamed since checkpoints were first written: old dotted key -> new dotted key.
 # Old names keep working in checkpoints, YAML files and command-line overrides.
-RENAMED_KEYS: dict[str, str] = {}
+RENAMED_KEYS: dict[str, str] = {
+    "data.n_folds": "data.folder_folds",  # folds of the folder layout, not data.synthetic.n_folds
+}
 
 
 def _v0_to_v1(checkpoint: dict) -> dict:

@@ -3,6 +3,10 @@ baseline | config show``.
 
 Every command that runs an experiment takes ``[--config FILE] [key=value ...]``.  User
 mistakes (unknown keys, missing folders, bad files) print one ``error:`` line and exit 2.
+
+Each subcommand's arguments are one ``_<name>_parser`` function below (listed in
+:data:`SUBCOMMANDS`); the experiment commands' ``cmd_*`` functions are here, the tools'
+in :mod:`asc.commands`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import os
 import sys
 import warnings
 from pathlib import Path
+
+from asc import commands
 
 RESUME_HINT = ("finished folds and the last checkpoint (at most one epoch old) are kept; run the same command "
                "again to resume")
@@ -57,54 +63,6 @@ def cmd_cv(args, only_first: bool = False) -> int:
     return 0
 
 
-def cmd_config_show(args) -> int:
-    from asc.config import load_config
-    from asc.config_show import show
-
-    print(show(load_config(args.config, args.overrides)))
-    return 0
-
-
-def cmd_synth(args) -> int:
-    from asc.config import load_config
-    from asc.data.export import write_synthetic
-
-    cfg = load_config(args.config, args.overrides)
-    meta = write_synthetic(cfg.data, Path(args.out))
-    print(f"wrote {meta['n_clips']} clips ({meta['n_classes']} classes, {meta['n_folds']} folds) to {args.out}")
-    return 0
-
-
-def cmd_baseline(args) -> int:
-    import numpy as np
-
-    from asc.baselines import bag_of_frames_fold, clip_mean_features
-    from asc.config import load_config
-    from asc.data import load_clipset
-    from asc.experiment import selected_folds
-
-    cfg = load_config(args.config, args.overrides)
-    clips = load_clipset(cfg.data)
-    folds = selected_folds(cfg, clips)
-    feats = clip_mean_features(clips, cfg.features)
-    accs = []
-    for k in folds:
-        accs.append(bag_of_frames_fold(feats, clips, k))
-        print(f"fold {k}: bag-of-frames accuracy {100 * accs[-1]:.2f} %")
-    print(f"mean ± std over {len(accs)} folds: {100 * np.mean(accs):.2f} ± {100 * np.std(accs):.2f} %")
-    return 0
-
-
-def cmd_data_check(args) -> int:
-    from asc.config import load_config
-    from asc.data.check import check_dataset
-
-    cfg = load_config(args.config, args.overrides)
-    report, n_problems = check_dataset(cfg.data)
-    print(report)
-    return 1 if n_problems else 0
-
-
 def cmd_sweep(args) -> int:
     from asc.errors import AscError
     from asc.sweep import run_local
@@ -118,56 +76,6 @@ def cmd_sweep(args) -> int:
     return 1 if failed else 0
 
 
-def cmd_predict(args) -> int:
-    from asc.inference import load
-    from asc.predict import collect_audio, predict_files, summary
-
-    model = load(args.checkpoint, args.device)
-    files = collect_audio(args.paths)
-    rows = predict_files(model, files, Path(args.out), args.top_k, args.attention, args.batch_segments)
-    print(summary(rows))
-    print(f"predictions: {Path(args.out) / 'predictions.csv'} and predictions.json")
-    failed = sum(r["status"] != "ok" for r in rows)
-    if failed:
-        print(f"error: {failed} of {len(rows)} files could not be classified (reasons in predictions.csv)",
-              file=sys.stderr)
-    return 1 if failed else 0
-
-
-def cmd_attention(args) -> int:
-    from asc.attention import analyse_checkpoints, compare_checkpoints, table
-    from asc.errors import AscError
-
-    if args.compare:
-        if args.checkpoint:
-            raise AscError("give either --checkpoint (scores) or --compare A B (pictures side by side), not both")
-        report = compare_checkpoints(args.compare, Path(args.out), args.device)
-        for row in report["clips"]:
-            cells = [f"{label}: {r['predicted']} ({r['probability']:.2f}), score "
-                     f"{'-' if r['event_score'] is None else format(r['event_score'], '.2f')}"
-                     for label, r in row.items() if isinstance(r, dict)]
-            print(f"{row['clip']} (true {row['true']}): " + "; ".join(cells))
-        print(f"pictures and compare.json in {args.out}")
-        return 0
-    if not args.checkpoint:
-        raise AscError("give --checkpoint (repeat to compare scores) or --compare A B")
-
-    results = analyse_checkpoints(args.checkpoint, Path(args.out), args.device)
-    print(table(results))
-    print(f"scores: {Path(args.out) / 'attention_scores.json'}, figure: {Path(args.out) / 'attention_scores.png'}")
-    return 0
-
-
-def cmd_export(args) -> int:
-    from asc.export import export
-
-    report = export(args.checkpoint, args.format, args.out)
-    print(f"wrote {report['path']} ({'with' if report['with_frontend'] else 'without'} front-end): {report['note']}")
-    print(f"max |exported - checkpoint| on random segments: {report['max_abs_diff']:.2e}; "
-          f"details in {report['path']}.json")
-    return 0
-
-
 def cmd_bench(args) -> int:
     from asc.bench import format_result, run
 
@@ -177,32 +85,26 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
-    import json
-
-    from asc.stats import compare_runs, format_comparison
-
-    result = compare_runs(args.a, args.b, args.metric, args.level, True if args.corrected else None)
-    print(format_comparison(" + ".join(Path(p).name for p in args.a), " + ".join(Path(p).name for p in args.b), result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asc", description="Acoustic scene classification experiments "
-                                     "(STAP-CRNN, BC learning, cross-validation, W&B).")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train and test one fold (the first of cv.folds)")
     _config_args(p)
     p.set_defaults(func=lambda a: cmd_cv(a, only_first=True))
+
+
+def _cv_parser(sub) -> None:
     p = sub.add_parser("cv", help="run every fold (or cv.folds), print a table, write results.json")
     _config_args(p)
     p.set_defaults(func=cmd_cv)
+
+
+def _synth_parser(sub) -> None:
     p = sub.add_parser("synth", help="write the synthetic scenes as WAV files with meta.csv")
     p.add_argument("--out", required=True, help="output folder")
     _config_args(p)
-    p.set_defaults(func=cmd_synth)
+    p.set_defaults(func=commands.cmd_synth)
+
+
+def _sweep_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run a W&B-format sweep file locally (--local): every configuration "
                        "as an `asc cv`, then a ranked comparison table")
     p.add_argument("file", help="sweep file, e.g. experiments/sweeps/pooling_ablation.yaml")
@@ -212,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overrides applied to every run; one naming a sweep parameter (seed=1) runs only that "
                    "value's part of the sweep")
     p.set_defaults(func=cmd_sweep)
+
+
+def _predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="classify audio files or folders with a checkpoint")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by asc train/cv, or the W&B run id of a fold")
     p.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively)")
@@ -220,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", action="store_true", help="also write one attention PNG per file")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--batch-segments", type=int, default=64, help="segments per forward pass (memory bound)")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=commands.cmd_predict)
+
+
+def _attention_parser(sub) -> None:
     p = sub.add_parser("attention", help="score how well temporal attention finds the events of the synthetic "
                        "scenes (several checkpoints are compared)")
     p.add_argument("--checkpoint", action="append", help="repeat to compare checkpoints")
@@ -228,18 +136,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "clips (one per class), side by side: one picture per clip and compare.json")
     p.add_argument("--out", default="attention", help="output folder (default: ./attention)")
     p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_attention)
+    p.set_defaults(func=commands.cmd_attention)
+
+
+def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="export network + front-end as ONNX or TorchScript")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     p.add_argument("--out", help="output file (default: next to the checkpoint)")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=commands.cmd_export)
+
+
+def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="front-end and training throughput, memory (prints a table, writes JSON)")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--out", default="bench.json", help="JSON output (default: ./bench.json)")
     p.add_argument("--quick", action="store_true", help="fewer steps and clips, float32 only (smoke test)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile check")
     p.set_defaults(func=cmd_bench)
+
+
+def _compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="paired difference of two experiments over (seed, fold), with a 90 %% "
                        "interval (Nadeau-Bengio corrected for LITIS's overlapping splits)")
     p.add_argument("--a", nargs="+", required=True,
@@ -249,22 +166,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.90, help="interval coverage (default 0.90)")
     p.add_argument("--corrected", action="store_true", help="force the Nadeau-Bengio correction (default: LITIS only)")
     p.add_argument("--json", help="also write the result as JSON to this file")
-    p.set_defaults(func=cmd_compare)
+    p.set_defaults(func=commands.cmd_compare)
+
+
+def _data_parser(sub) -> None:
     p = sub.add_parser("data", help="data set tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("check", help="scan a data set: clips per class and fold, durations, rates, "
                             "channels, every problem file (exit status 1 when there are problems)")
     _config_args(p)
-    p.set_defaults(func=cmd_data_check)
+    p.set_defaults(func=commands.cmd_data_check)
+
+
+def _config_parser(sub) -> None:
     p = sub.add_parser("config", help="config tools")
     config_sub = p.add_subparsers(dest="config_command", required=True)
     p = config_sub.add_parser("show", help="print the resolved config (defaults <- --config <- key=value), each "
                               "key with its documentation, without running anything")
     _config_args(p)
-    p.set_defaults(func=cmd_config_show)
+    p.set_defaults(func=commands.cmd_config_show)
+
+
+def _baseline_parser(sub) -> None:
     p = sub.add_parser("baseline", help="bag-of-frames baseline (logistic regression on clip-mean spectra)")
     _config_args(p)
-    p.set_defaults(func=cmd_baseline)
+    p.set_defaults(func=commands.cmd_baseline)
+
+
+# One function per subcommand (its arguments and its cmd_* function), in the order of `asc --help`.
+SUBCOMMANDS = (_train_parser, _cv_parser, _synth_parser, _sweep_parser, _predict_parser, _attention_parser,
+               _export_parser, _bench_parser, _compare_parser, _data_parser, _config_parser, _baseline_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asc", description="Acoustic scene classification experiments "
+                                     "(STAP-CRNN, BC learning, cross-validation, W&B).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 

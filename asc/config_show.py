@@ -1,7 +1,7 @@
 """``asc config show``: the resolved config, each key with its documentation.
 
 The documentation is the comment beside (or the comment lines just above) each field of
-the schema's dataclasses in :mod:`asc.config`, the one source of truth for every key.
+the schema's dataclasses in :mod:`asc.config_schema`, the one source of truth for every key.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from asc import config as schema
+from asc import config_schema as schema
 
 
 def _field_docs(cls) -> dict[str, str]:

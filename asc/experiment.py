@@ -95,7 +95,7 @@ def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
 def training_extras(cfg: DictConfig, fold: int, trainer_kwargs: dict) -> tuple[list, dict]:
     """Callbacks and Trainer arguments from the config beyond the basics: early stopping on
     a validation metric (``early_stopping.*``) and the progress display (``logger.progress``)."""
-    from asc.tracking import EpochLines, progress_mode
+    from asc.callbacks import EpochLines, progress_mode
 
     callbacks = []
     es = cfg.early_stopping
@@ -134,17 +134,11 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from asc.callbacks import AttentionPictures, ResumableCSVLogger, WandbSteps
     from asc.data.datamodule import SceneDataModule
+    from asc.io import AtomicCheckpointIO
     from asc.module import SceneClassifier
-    from asc.tracking import (
-        AtomicCheckpointIO,
-        AttentionPictures,
-        ResumableCSVLogger,
-        WandbSteps,
-        finish_fold_logging,
-        stored_run_id,
-        wandb_logger,
-    )
+    from asc.tracking import finish_fold_logging, stored_run_id, wandb_logger
 
     fold_dir = exp_dir / f"fold-{fold}"
     run_id = None
@@ -267,15 +261,14 @@ def format_table(rows: list[dict], mean: dict, std: dict) -> str:
     if rows and "bof/acc" in rows[0]:
         cols.append(("bof/acc", "bag-of-frames acc %"))
     cols.append(("seconds", "time s"))
-    widths = [max(len(h), 9) for _, h in cols]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    from asc.tables import RULE
+    from asc.tables import format_table as plain_table
+
     fmt = lambda k, v: "—" if v is None else f"{100 * v:.2f}" if k.startswith(("test/", "bof/", "val/")) else v  # noqa: E731
-    out = [line([h for _, h in cols]), line(["-" * w for w in widths])]
-    out += [line([fmt(k, r.get(k)) for k, _ in cols]) for r in rows]
     summary = [f"{100 * mean[k]:.2f}±{100 * std[k]:.2f}" if k in mean else "" for k, _ in cols]
     summary[0] = "mean±std"
-    out += [line(["-" * w for w in widths]), line(summary)]
-    return "\n".join(out)
+    body = [[fmt(k, r.get(k)) for k, _ in cols] for r in rows] + [RULE, summary]
+    return plain_table([h for _, h in cols], body, align="r" * len(cols), widths=[max(len(h), 9) for _, h in cols])
 
 
 def selected_folds(cfg: DictConfig, clips) -> list[int]:

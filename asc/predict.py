@@ -16,6 +16,7 @@ import numpy as np
 from asc.data.audio import AUDIO_EXTENSIONS, BadAudio, display_name, read_audio
 from asc.errors import AscError
 from asc.inference import Predictor, checkpoint_file_problem, load, resolve_checkpoint  # noqa: F401 - re-exported
+from asc.tables import format_table
 
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> Predictor:
@@ -105,13 +106,9 @@ def write_outputs(rows: list[dict], class_names: list[str], out_dir: Path, top_k
 def summary(rows: list[dict], limit: int = 20) -> str:
     ok = [r for r in rows if r["status"] == "ok"]
     width = min(60, max([len(r["file"]) for r in rows] + [4]))
-    lines = [f"{'file':<{width}}  {'prediction':<20}  prob"]
-    for r in rows[:limit]:
-        name = r["file"][-width:]
-        if r["status"] == "ok":
-            lines.append(f"{name:<{width}}  {r['prediction']:<20}  {r['probability']:.2f}")
-        else:
-            lines.append(f"{name:<{width}}  {'(error)':<20}  {r['error']}")
+    cells = [[r["file"][-width:], r["prediction"], f"{r['probability']:.2f}"] if r["status"] == "ok"
+             else [r["file"][-width:], "(error)", r["error"]] for r in rows[:limit]]
+    lines = [format_table(["file", "prediction", "prob"], cells, align="lll", widths=[width, 20, 0], rule=False)]
     if len(rows) > limit:
         lines.append(f"... {len(rows) - limit} more in predictions.csv")
     lines.append(f"{len(ok)} of {len(rows)} files classified" +

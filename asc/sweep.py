@@ -10,15 +10,15 @@ pin it, so disjoint parts of one sweep can run in parallel), and writes one comp
 table ranked by the sweep metric (mean ± std over folds) as CSV and Markdown.  When ``seed`` is a parameter
 with several values, a second table pools each configuration's seeds: mean ± std over
 all (seed, fold) results, and the spread of the per-seed means.
+
+Reading and expanding the sweep file is :mod:`asc.sweep_file`.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -27,84 +27,10 @@ import numpy as np
 import yaml
 
 from asc.errors import AscError
+from asc.sweep_file import base_arguments, expand, load_sweep, pin_parameters
+from asc.tables import format_markdown
 
-DISTRIBUTIONS = ("uniform", "log_uniform_values", "int_uniform", "q_uniform", "categorical")
-
-
-def load_sweep(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise AscError(f"sweep file {str(path)!r} not found (see experiments/sweeps/ for examples)")
-    try:
-        sweep = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise AscError(f"sweep file {str(path)!r} is not valid YAML: {e}") from None
-    if not isinstance(sweep, dict) or "parameters" not in sweep:
-        raise AscError(f"sweep file {str(path)!r} has no 'parameters' section")
-    method = sweep.get("method", "grid")
-    if method not in ("grid", "random"):
-        raise AscError(f"{path}: method {method!r} cannot run locally; use grid or random (bayes needs W&B online)")
-    metric = sweep.get("metric") or {}
-    if not metric.get("name"):
-        raise AscError(f"{path}: the sweep needs metric: {{name: mean/test/acc, goal: maximize}}")
-    sweep.setdefault("name", path.stem)
-    named = [c for c in map(str, sweep.get("command", [])) if c.startswith("experiment.sweep=")]
-    if named and named[-1].partition("=")[2] != str(sweep["name"]):
-        raise AscError(f"{path}: the command sets {named[-1]} but the sweep is named {sweep['name']!r}; "
-                       "make them the same (run folders are named after experiment.sweep)")
-    return sweep
-
-
-def base_arguments(sweep: dict) -> tuple[str | None, list[str]]:
-    """The ``--config FILE`` and literal ``key=value`` items of the sweep's command."""
-    command = [str(c) for c in sweep.get("command", [])]
-    config = None
-    if "--config" in command and command.index("--config") + 1 < len(command):
-        config = command[command.index("--config") + 1]
-    overrides = [c for c in command if "=" in c and not c.startswith("$") and not c.startswith("-")]
-    return config, overrides
-
-
-def _value_list(name: str, spec: dict) -> list:
-    if "values" in spec:
-        return list(spec["values"])
-    if "value" in spec:
-        return [spec["value"]]
-    raise AscError(f"parameter {name!r}: a grid sweep needs 'values' or 'value'")
-
-
-def _sample(name: str, spec: dict, rng: np.random.Generator):
-    if "values" in spec or "value" in spec:
-        values = _value_list(name, spec)
-        return values[rng.integers(len(values))]
-    dist = spec.get("distribution", "uniform")
-    lo, hi = spec.get("min"), spec.get("max")
-    if lo is None or hi is None:
-        raise AscError(f"parameter {name!r}: distribution {dist!r} needs min and max")
-    if dist == "uniform":
-        return float(rng.uniform(lo, hi))
-    if dist == "log_uniform_values":
-        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    if dist == "int_uniform":
-        return int(rng.integers(lo, hi + 1))
-    if dist == "q_uniform":
-        q = spec.get("q", 1.0)
-        return float(round(rng.uniform(lo, hi) / q) * q)
-    raise AscError(f"parameter {name!r}: distribution {dist!r} is not supported locally ({', '.join(DISTRIBUTIONS)})")
-
-
-def expand(sweep: dict, count: int | None = None, seed: int = 0) -> list[dict]:
-    """Parameter assignments: the full grid (first ``count`` if given) or ``count``
-    random draws (default 10)."""
-    if count is not None and count < 1:
-        raise AscError(f"--count {count}: give at least 1 run (or leave --count out for the whole grid)")
-    params = sweep["parameters"]
-    names = list(params)
-    if sweep.get("method", "grid") == "grid":
-        grid = [dict(zip(names, combo)) for combo in itertools.product(*(_value_list(n, params[n]) for n in names))]
-        return grid[:count] if count is not None else grid
-    rng = np.random.default_rng(seed)
-    return [{n: _sample(n, params[n], rng) for n in names} for _ in range(10 if count is None else count)]
+__all__ = ["base_arguments", "expand", "load_sweep", "pin_parameters", "run_local", "run_name"]
 
 
 def _plain(value):
@@ -197,20 +123,6 @@ def metric_value(results: dict, metric: str) -> tuple[float, float, list[float]]
     if key not in results["mean"]:
         raise AscError(f"sweep metric {metric!r} is not in results.json (has: {', '.join(results['mean'])})")
     return results["mean"][key], results["std"][key], [f[key] for f in results["folds"]]
-
-
-def pin_parameters(sweep: dict, extra: list[str]) -> tuple[dict, list[str]]:
-    """Split command-line overrides: one naming a sweep parameter pins it to that value
-    (``seed=1`` runs only seed 1's part of the grid, under the names the full sweep uses,
-    so several processes can share a sweep); the others apply to every run."""
-    params, rest = dict(sweep["parameters"]), []
-    for item in extra:
-        key, _, value = item.partition("=")
-        if key in params:
-            params[key] = {"value": yaml.safe_load(value)}
-        else:
-            rest.append(item)
-    return {**sweep, "parameters": params}, rest
 
 
 def run_local(path: str | Path, count: int | None = None,
@@ -320,7 +232,7 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
                  *((f"{r['test_acc']:.4f}", f"{r['test_acc std']:.4f}") if beside else ()),
                  *(f"{r[k]:.4f}" for k in stats[2:]), r["folds"], r["experiment"]]
                 for i, r in enumerate(rows, 1)])
-    lines = _markdown(["rank", *params, f"{metric} (%)", *test_md, "macro-F1 (%)", "folds"],
+    lines = format_markdown(["rank", *params, f"{metric} (%)", *test_md, "macro-F1 (%)", "folds"],
                       [[i, *(_short(r[p]) for p in params), _percent(r, metric),
                         *([_percent(r, "test_acc")] if beside else []), _percent(r, "macro_f1"), r["folds"]]
                        for i, r in enumerate(rows, 1)])
@@ -335,7 +247,7 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
         lines += ["", "Pooled over seeds: mean ± std over every (seed, fold) result; seed std = std of the "
                   "per-seed means.", ""]
         beside = beside and all("test_acc" in r for r in pooled)
-        lines += _markdown(["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", *test_md, "macro-F1 (%)",
+        lines += format_markdown(["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", *test_md, "macro-F1 (%)",
                             "results"],
                            [[i, *(r[p] for p in others), ",".join(map(str, r["seeds"])), _percent(r, metric),
                              f"{100 * r[metric + ' seed std']:.2f}", *([_percent(r, "test_acc")] if beside else []),
@@ -350,11 +262,6 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
 def _percent(row: dict, key: str) -> str:
     """``row[key]`` ± ``row[key + ' std']`` in percent."""
     return f"{100 * row[key]:.2f} ± {100 * row[key + ' std']:.2f}"
-
-
-def _markdown(head: list[str], body: list[list]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *("| " + " | ".join(map(str, cells)) + " |" for cells in body)]
 
 
 def _write_csv(path: Path, head: list[str], body: list[list]) -> None:

@@ -85,16 +85,7 @@ def attention_figure(analysis: dict, hop_seconds: float, title: str = "", events
     ax_spec.set_title(title, fontsize=10, loc="left")
     _draw_events(ax_spec, events)
     ax_t = fig.add_subplot(grid[1, 0], sharex=ax_spec)
-    times = (np.arange(spec.shape[1]) + 0.5) * hop_seconds
-    if has_attn:
-        a = analysis["temporal"]
-        ax_t.fill_between(times[: len(a)], a, color="tab:orange", alpha=0.6, step="mid")
-        # each segment's attention sums to 1 over its own frames: uniform is 1/(frames in a segment)
-        ax_t.axhline(analysis.get("uniform", 1.0 / len(a)), color="grey", lw=0.8, ls="--", label="uniform")
-        ax_t.legend(loc="upper right", fontsize=7)
-    ax_t.set_xlabel("time (s)")
-    ax_t.set_ylabel("temporal\nattention")
-    ax_t.set_xlim(0, t_end)
+    _temporal_panel(ax_t, analysis, (np.arange(spec.shape[1]) + 0.5) * hop_seconds, t_end)
     top = np.argsort(probs)[::-1][:3]
     ax_p = fig.add_subplot(grid[1, 1:])
     ax_p.barh([names[i] for i in top[::-1]], probs[top[::-1]], color="tab:blue")
@@ -102,24 +93,44 @@ def attention_figure(analysis: dict, hop_seconds: float, title: str = "", events
     ax_p.set_xlabel("clip probability (top 3)")
     seg = analysis.get("segment_probs")
     if seg is not None:
-        ax_g = fig.add_subplot(grid[0, 1])
-        ax_g.imshow(np.asarray(seg).T, origin="lower", aspect="auto", cmap="Blues", vmin=0, vmax=1,
-                    interpolation="nearest")
-        ax_g.set_yticks(range(len(names)), names, fontsize=6 if len(names) > 10 else 7)
-        ax_g.xaxis.get_major_locator().set_params(integer=True)
-        ax_g.set_xlabel("segment", fontsize=8)
-        ax_g.set_title("segment probabilities", fontsize=9)
-        ax_g.tick_params(axis="x", labelsize=7)
+        _segment_panel(fig.add_subplot(grid[0, 1]), seg, names)
     if has_attn:
-        ax_s = fig.add_subplot(grid[0, 2])
-        s = analysis["spatial"]
-        ax_s.barh(np.arange(len(s)) + 0.5, s, height=1.0, color="tab:green")
-        ax_s.axvline(1.0 / len(s), color="grey", lw=0.8, ls="--")
-        ax_s.set_ylim(0, len(s))
-        ax_s.set_title("spatial s", fontsize=9)
-        ax_s.set_ylabel("feature d", fontsize=8)
-        ax_s.tick_params(labelsize=7)
+        _spatial_panel(fig.add_subplot(grid[0, 2]), analysis["spatial"])
     return fig
+
+
+def _temporal_panel(ax, analysis: dict, times: np.ndarray, t_end: float) -> None:
+    """The temporal attention curve under the spectrogram (empty without attention)."""
+    if "temporal" in analysis:
+        a = analysis["temporal"]
+        ax.fill_between(times[: len(a)], a, color="tab:orange", alpha=0.6, step="mid")
+        # each segment's attention sums to 1 over its own frames: uniform is 1/(frames in a segment)
+        ax.axhline(analysis.get("uniform", 1.0 / len(a)), color="grey", lw=0.8, ls="--", label="uniform")
+        ax.legend(loc="upper right", fontsize=7)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("temporal\nattention")
+    ax.set_xlim(0, t_end)
+
+
+def _segment_panel(ax, seg, names: list[str]) -> None:
+    """Class probabilities segment by segment (segments across, classes up)."""
+    ax.imshow(np.asarray(seg).T, origin="lower", aspect="auto", cmap="Blues", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_yticks(range(len(names)), names, fontsize=6 if len(names) > 10 else 7)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("segment", fontsize=8)
+    ax.set_title("segment probabilities", fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def _spatial_panel(ax, s) -> None:
+    """The spatial attention vector s, one bar per feature, with the uniform level dashed."""
+    ax.barh(np.arange(len(s)) + 0.5, s, height=1.0, color="tab:green")
+    ax.axvline(1.0 / len(s), color="grey", lw=0.8, ls="--")
+    ax.set_ylim(0, len(s))
+    ax.set_title("spatial s", fontsize=9)
+    ax.set_ylabel("feature d", fontsize=8)
+    ax.tick_params(labelsize=7)
 
 
 def compare_figure(analyses: list[tuple[str, dict]], hop_seconds: float, title: str = "",

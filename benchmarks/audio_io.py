@@ -77,7 +77,7 @@ def main() -> None:
         print(f"generated {audio_s / 3600:.2f} h of audio in {time.perf_counter() - t0:.1f} s")
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         cfg = load_config(overrides=["data.name=folder", f"data.root={root}", f"data.sample_rate={args.rate}",
-                                     f"data.cache_dir={root}/.cache", "data.n_folds=2"]).data
+                                     f"data.cache_dir={root}/.cache", "data.folder_folds=2"]).data
         t0 = time.perf_counter()
         clips = load_clipset(cfg)  # decode + resample + write the cache
         build = time.perf_counter() - t0

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 SEEDS = (0, 1, 2)
-D = ["data.name=folder", "data.n_folds=5"]  # + data.root: the folder data set of real office sounds
+D = ["data.name=folder", "data.folder_folds=5"]  # + data.root: the folder data set of real office sounds
 HARD = ["--config", "experiments/hard.yaml", "cv.folds=[1]"]
 DEMO = ["--config", "experiments/demo.yaml"]
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]

@@ -113,7 +113,9 @@ def test_unversioned_checkpoint_migrates_to_current(old_checkpoint_dir):
     for key, value in ADDED_IN_V2.items():  # the only change: keys added in 2, at their old behaviour
         section, leaf = key.split(".")
         assert out["hyper_parameters"]["cfg"][section].pop(leaf) == value
-    assert out["hyper_parameters"]["cfg"] == cfg
+    # ... and config keys renamed since (RENAMED_KEYS: data.n_folds -> data.folder_folds)
+    assert cfg["data"]["n_folds"] == out["hyper_parameters"]["cfg"]["data"]["folder_folds"]
+    assert out["hyper_parameters"]["cfg"] == rename_config_keys(cfg, "the checkpoint", notice=None)
     # 3: the network's weights stay; the band statistics move to the DataModule's state
     network = {k: v for k, v in weights.items() if k.startswith("model.")}
     assert out["state_dict"].keys() == network.keys()

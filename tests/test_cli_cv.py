@@ -125,7 +125,7 @@ def test_folder_of_recordings_end_to_end(tmp_path):
     """`asc cv data.name=folder` on recordings of mixed lengths (1-30 s), rates and channels."""
     data = tmp_path / "recordings"
     make_folder(data, per_class=4, seconds=(1.0, 30.0, 2.5, 7.0))
-    proc = asc("cv", "data.name=folder", f"data.root={data}", "data.n_folds=2", "experiment.name=rec",
+    proc = asc("cv", "data.name=folder", f"data.root={data}", "data.folder_folds=2", "experiment.name=rec",
                f"output_dir={tmp_path}/runs", "logger.mode=disabled", *TINY, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "runs" / "rec" / "results.json").read_text())
@@ -136,7 +136,7 @@ def test_folder_of_recordings_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_data_check_report(tmp_path, data_tree):
     ok = data_tree("folder", per_class=3)
-    proc = asc("data", "check", "data.name=folder", f"data.root={ok}", "data.n_folds=3", cwd=tmp_path)
+    proc = asc("data", "check", "data.name=folder", f"data.root={ok}", "data.folder_folds=3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "9 files, 3 classes, 3 folds" in out and "problems: none" in out

@@ -104,3 +104,29 @@ def test_a_config_nothing_was_trained_with_may_be_replaced(tmp_path):
     (exp / "fold-1" / "checkpoints" / "last.ckpt").write_bytes(b"x")
     with pytest.raises(AscError, match="different config"):
         prepare_experiment(load_config(overrides=[f"output_dir={tmp_path}", "optim.lr=0.3"]))
+
+
+def test_old_name_of_folder_folds_still_works_with_a_notice(tmp_path, capsys):
+    """``data.n_folds`` (folds of the folder layout) is now ``data.folder_folds``, apart from
+    ``data.synthetic.n_folds``: the old name works in YAML and on the command line, with a
+    one-line notice, and an old config.yaml compares equal to its loaded form."""
+    from omegaconf import OmegaConf
+
+    from asc.config import to_dict
+
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  n_folds: 3\n  synthetic:\n    n_folds: 2\n")
+    cfg = load_config(old)
+    assert cfg.data.folder_folds == 3 and cfg.data.synthetic.n_folds == 2 and "n_folds" not in cfg.data
+    assert capsys.readouterr().err == (f"notice: config key 'data.n_folds' in {old} is now called "
+                                       "'data.folder_folds'; the old name still works for now\n")
+    assert load_config(overrides=["data.n_folds=7"]).data.folder_folds == 7
+    assert capsys.readouterr().err == ("notice: config key 'data.n_folds' in the command line is now called "
+                                       "'data.folder_folds'; the old name still works for now\n")
+    assert load_config(overrides=["data.folder_folds=4"]).data.folder_folds == 4
+    assert capsys.readouterr().err == ""
+    with pytest.raises(AscError, match="sets both 'data.n_folds' and its new name 'data.folder_folds'"):
+        load_config(overrides=["data.n_folds=2", "data.folder_folds=3"])
+    written = to_dict(load_config())
+    written["data"]["n_folds"] = written["data"].pop("folder_folds")  # a config.yaml of an older run
+    assert to_dict(OmegaConf.create(written)) == to_dict(load_config())

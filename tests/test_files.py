@@ -10,7 +10,7 @@ import soundfile as sf
 from asc.config import load_config
 from asc.data import load_clipset
 from asc.data.audio import BadAudio, read_audio
-from asc.data.files import LITIS_CLASSES, litis_class
+from asc.data.layouts.litis import LITIS_CLASSES, litis_class
 from asc.errors import AscError
 from helpers.audio_trees import (
     make_bad_files,
@@ -100,7 +100,7 @@ def test_esc50(tmp_path):
 
 def test_folder_stratified_folds(tmp_path):
     spec = make_folder(tmp_path, per_class=6)
-    clips = load_clipset(cfg_for("folder", tmp_path, "data.n_folds=3"))
+    clips = load_clipset(cfg_for("folder", tmp_path, "data.folder_folds=3"))
     assert clips.class_names == sorted(spec["classes"]) and len(clips) == 18
     seen = []
     for tr, te in clips.folds.values():
@@ -108,7 +108,7 @@ def test_folder_stratified_folds(tmp_path):
         assert len(tr) + len(te) == 18
         seen += te.tolist()
     assert sorted(seen) == list(range(18))
-    again = load_clipset(cfg_for("folder", tmp_path, "data.n_folds=3"))
+    again = load_clipset(cfg_for("folder", tmp_path, "data.folder_folds=3"))
     assert all(np.array_equal(again.folds[k][1], clips.folds[k][1]) for k in clips.folds)  # seeded
 
 
@@ -126,7 +126,7 @@ def test_mono_mixdown_and_resampling(tmp_path):
 
 def test_cache_means_no_decoding_after_the_first_epoch(tmp_path, monkeypatch):
     make_folder(tmp_path, per_class=2)
-    cfg = cfg_for("folder", tmp_path, "data.n_folds=2")
+    cfg = cfg_for("folder", tmp_path, "data.folder_folds=2")
     first = load_clipset(cfg)
     import asc.data.audio as audio
 
@@ -145,7 +145,7 @@ def test_cache_means_no_decoding_after_the_first_epoch(tmp_path, monkeypatch):
 def test_cached_audio_matches_the_file(tmp_path):
     write_clip(tmp_path / "a" / "x.wav", 0, variant=2)  # 16 kHz float
     write_clip(tmp_path / "b" / "y.wav", 1, variant=2)
-    clips = load_clipset(cfg_for("folder", tmp_path, "data.n_folds=1"))
+    clips = load_clipset(cfg_for("folder", tmp_path, "data.folder_folds=1"))
     ref, _ = read_audio(tmp_path / "a" / "x.wav", 16000)
     np.testing.assert_allclose(clips.audio.get(clips.items.index("a/x.wav")), ref, atol=1e-3)
 
@@ -202,7 +202,7 @@ def test_label_not_in_class_list(tmp_path):
 def test_bad_files_error_names_each_file_and_the_fix(tmp_path):
     spec = make_bad_files(tmp_path)
     with pytest.raises(AscError) as e:
-        load_clipset(cfg_for("folder", tmp_path, "data.n_folds=2"))
+        load_clipset(cfg_for("folder", tmp_path, "data.folder_folds=2"))
     msg = str(e.value)
     assert msg.startswith("5 unusable audio file(s)") and "data.on_bad_file=skip" in msg
     for name, why in spec["bad"].items():
@@ -212,7 +212,7 @@ def test_bad_files_error_names_each_file_and_the_fix(tmp_path):
 
 def test_bad_files_skipped_when_asked(tmp_path, capsys):
     make_bad_files(tmp_path)
-    clips = load_clipset(cfg_for("folder", tmp_path, "data.n_folds=2", "data.on_bad_file=skip"))
+    clips = load_clipset(cfg_for("folder", tmp_path, "data.folder_folds=2", "data.on_bad_file=skip"))
     assert len(clips.info["skipped"]) == 5 and len(clips) == 13
     assert "skipped 5 unusable audio file(s)" in capsys.readouterr().out
     assert any("caf\\xe9-latin1.wav" in item.encode("utf-8", "surrogateescape").decode("latin-1") or "latin1" in item
@@ -232,7 +232,7 @@ def test_read_audio_reasons(tmp_path):
 
 def test_partial_reads(tmp_path):
     make_folder(tmp_path, per_class=2)
-    clips = load_clipset(cfg_for("folder", tmp_path, "data.n_folds=2"))
+    clips = load_clipset(cfg_for("folder", tmp_path, "data.folder_folds=2"))
     full = clips.audio.get(0)
     assert clips.audio.length(0) == len(full)
     np.testing.assert_array_equal(clips.audio.get(0, 100, 600), full[100:600])

@@ -83,10 +83,10 @@ def test_picture_fit_for_a_paper(trained):
 def test_picture_names_are_unique_and_carry_the_class(trained, tmp_path):
     import lightning as L
 
+    from asc.callbacks import AttentionPictures
     from asc.config import load_config
     from asc.data import load_clipset
     from asc.predict import load_model
-    from asc.tracking import AttentionPictures
 
     # asc predict --attention on a/rec001.wav and b/rec001.wav: two pictures
     ckpt = trained / "fold-1" / "checkpoints" / "best.ckpt"
@@ -107,7 +107,7 @@ def test_picture_names_are_unique_and_carry_the_class(trained, tmp_path):
             (tmp_path / "data" / c).mkdir(parents=True, exist_ok=True)
             sf.write(tmp_path / "data" / c / f"rec{k}.wav", 0.1 * rng.standard_normal(16000).astype(np.float32),
                      16000)
-    cfg = load_config(overrides=["data.name=folder", f"data.root={tmp_path / 'data'}", "data.n_folds=3",
+    cfg = load_config(overrides=["data.name=folder", f"data.root={tmp_path / 'data'}", "data.folder_folds=3",
                                  f"data.cache_dir={tmp_path / 'cache'}"])
     clips = load_clipset(cfg.data)
     ids = [i for i, item in enumerate(clips.items) if Path(item).stem == "rec0"]
@@ -137,7 +137,7 @@ def test_attention_notebook_refuses_a_checkpoint_of_other_data(tmp_path):
     from helpers.audio_trees import make_folder
 
     make_folder(tmp_path / "rec", per_class=3)
-    proc = asc("train", "data.name=folder", f"data.root={tmp_path / 'rec'}", "data.n_folds=3",
+    proc = asc("train", "data.name=folder", f"data.root={tmp_path / 'rec'}", "data.folder_folds=3",
                f"data.cache_dir={tmp_path / 'cache'}", "experiment.name=rec", f"output_dir={tmp_path}",
                "logger.mode=disabled", *[a for a in TINY if not a.startswith("data.synthetic")], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asc.attention import attention_in_events, event_frames
+from asc.attention_score import attention_in_events, event_frames
 from asc.errors import AscError
 from helpers.audio_trees import make_folder
 from helpers.cli import asc

@@ -44,7 +44,7 @@ def test_user_cache_dir_is_the_default(tmp_path, monkeypatch):
     make_folder(tmp_path / "data", per_class=2)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     clips = load_clipset(load_config(overrides=["data.name=folder", f"data.root={tmp_path / 'data'}",
-                                                "data.n_folds=2"]).data)
+                                                "data.folder_folds=2"]).data)
     assert len(clips) == 6
     assert list((tmp_path / "xdg" / "asc").glob("*.f16")) and not (tmp_path / "data" / ".asc_cache").exists()
 

@@ -217,12 +217,14 @@ class AudioCache:
     def _build(self, data_path: Path, index_path: Path, progress: bool) -> list[dict]:
         from tqdm.auto import tqdm
 
-        tmp = data_path.with_suffix(f".f16.tmp{os.getpid()}")
+        from asc.io import atomic_path, write_text_atomic  # imports Lightning: only when a cache is built
+
         index, offset = [], 0
         chunk = 4 * self.workers
         bar = tqdm(total=len(self.paths), desc=f"decoding {self.name} at {self.sample_rate} Hz", unit="file",
                    disable=not progress or len(self.paths) < 20)
-        with open(tmp, "wb") as out, ThreadPoolExecutor(self.workers) as pool, warnings.catch_warnings():
+        with atomic_path(data_path) as tmp, open(tmp, "wb") as out, ThreadPoolExecutor(self.workers) as pool, \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for start in range(0, len(self.paths), chunk):  # bounded memory: one chunk in flight
                 batch = self.paths[start:start + chunk]
@@ -235,8 +237,5 @@ class AudioCache:
                     index.append(entry)
                     bar.update(1)
         bar.close()
-        os.replace(tmp, data_path)
-        tmp_index = index_path.with_suffix(f".json.tmp{os.getpid()}")
-        tmp_index.write_text(json.dumps(index))
-        os.replace(tmp_index, index_path)
+        write_text_atomic(index_path, json.dumps(index))
         return index

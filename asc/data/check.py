@@ -7,13 +7,7 @@ from collections import Counter
 import numpy as np
 
 from asc.data.audio import display_name
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
-                                  for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+from asc.tables import format_table
 
 
 def _counts(class_names, labels, folds) -> str:
@@ -25,7 +19,7 @@ def _counts(class_names, labels, folds) -> str:
         row += [int((labels[folds[k][1]] == c).sum()) for k in fold_ids]
         rows.append(row)
     rows.append(["total", len(labels)] + [len(folds[k][1]) for k in fold_ids])
-    return _table(header, rows)
+    return format_table(header, rows)
 
 
 def check_dataset(data_cfg) -> tuple[str, int]:

@@ -70,8 +70,9 @@ def complexity_from_config(cfg, n_classes: int) -> dict:
 
 def format_complexity(rows: list[dict]) -> list[str]:
     """Table lines for rows of ``{"model": name, **model_complexity(...)}``."""
-    lines = [f"{'model':10s}{'parameters':>12s}{'MMAC per audio s':>18s}{'front-end MMAC/s':>18s}"]
-    for c in rows:
-        lines.append(f"{c['model']:10s}{c['params']:12,d}{c['macs_per_second'] / 1e6:18.1f}"
-                     f"{c['frontend_macs_per_second'] / 1e6:18.1f}")
-    return lines
+    from asc.tables import format_table
+
+    cells = [[c["model"], f"{c['params']:,d}", f"{c['macs_per_second'] / 1e6:.1f}",
+              f"{c['frontend_macs_per_second'] / 1e6:.1f}"] for c in rows]
+    return format_table(["model", "parameters", "MMAC per audio s", "front-end MMAC/s"], cells,
+                        widths=[10, 12, 18, 18], sep="", rule=False).split("\n")

@@ -155,16 +155,15 @@ def compare_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "au
 def table(results: dict) -> str:
     labels = list(results)
     classes = list(next(iter(results.values()))["per_class"])
-    width = max(len(c) for c in classes + ["overall"])
-    lines = [f"{'class':<{width}}  " + "  ".join(f"{l:>{max(10, len(l))}}" for l in labels)]
+    from asc.tables import format_table
+
+    rows = []
     for c in classes + ["overall"]:
-        cells = []
-        for l in labels:
-            v = results[l]["overall"] if c == "overall" else results[l]["per_class"][c]
-            cells.append(f"{'-' if v is None else f'{v:.2f}':>{max(10, len(l))}}")
-        lines.append(f"{c:<{width}}  " + "  ".join(cells))
-    lines.append("score = attention mass inside class events / fraction of time they cover (1.0 = chance)")
-    return "\n".join(lines)
+        values = [results[l]["overall"] if c == "overall" else results[l]["per_class"][c] for l in labels]
+        rows.append([c, *("-" if v is None else f"{v:.2f}" for v in values)])
+    widths = [max(len(c) for c in classes + ["overall"]), *(max(10, len(l)) for l in labels)]
+    return (format_table(["class", *labels], rows, widths=widths, rule=False) + "\n"
+            "score = attention mass inside class events / fraction of time they cover (1.0 = chance)")
 
 
 def figure(results: dict, path: Path) -> None:

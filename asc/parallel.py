@@ -70,6 +70,9 @@ def child_env(threads: int) -> dict:
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[key] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"  # the log shows progress as it happens
+    # the children import the same asc as this process, whatever their working folder
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     return env
 
 

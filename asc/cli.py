@@ -72,7 +72,7 @@ def cmd_sweep(args) -> int:
                        "add --local to expand and run the sweep here without W&B servers")
     if args.count is not None and args.count < 1:
         raise AscError(f"--count {args.count}: give at least 1 run (or leave --count out for the whole sweep)")
-    _, failed = run_local(args.file, args.count, args.overrides)
+    _, failed = run_local(args.file, args.count, args.overrides, args.parallel)
     return 1 if failed else 0
 
 
@@ -110,6 +110,9 @@ def _sweep_parser(sub) -> None:
     p.add_argument("file", help="sweep file, e.g. experiments/sweeps/pooling_ablation.yaml")
     p.add_argument("--local", action="store_true", help="expand grid/random sweeps here, no W&B servers needed")
     p.add_argument("--count", type=int, help="number of runs (random: draws, default 10; grid: the first N)")
+    p.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="with --local: run N configurations at once, each an `asc cv` process (1 CPU thread each "
+                   "on a CPU; output in <run>/log.txt); default 1, one after the other in this process")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="overrides applied to every run; one naming a sweep parameter (seed=1) runs only that "
                    "value's part of the sweep")

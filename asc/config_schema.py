@@ -153,6 +153,11 @@ class CVConfig:
     # false: train and select on validation only, never score the test folds (for tuning a
     # recipe that is frozen before its test numbers are seen)
     test: bool = True
+    # folds trained at once, each in its own process (its own W&B run and fold-<k> folder,
+    # resumable as usual; log in fold-<k>/log.txt); 1: one after the other in this process.
+    # On a CPU each process uses 1 thread (OMP_NUM_THREADS=1), which changes results slightly
+    # against a multi-threaded sequential run (OMP_NUM_THREADS=1 asc cv ... reproduces them).
+    parallel_folds: int = 1
 
 
 @dataclass

@@ -281,15 +281,79 @@ def selected_folds(cfg: DictConfig, clips) -> list[int]:
     return folds
 
 
+class FoldCollector:
+    """results.json of an experiment, rewritten atomically as each fold's row arrives (in
+    ``cv.folds`` order, whatever order they finish in): the one collecting path of the
+    sequential loop and of parallel folds, so mean, std, the bag-of-frames baseline and the
+    cross-fold confusion are the same either way."""
+
+    def __init__(self, cfg: DictConfig, clips: ClipSet, folds: list[int], exp_dir: Path, record: dict,
+                 complexity: dict, bof_feats):
+        self.cfg, self.clips, self.folds, self.exp_dir = cfg, clips, folds, exp_dir
+        self.record, self.complexity, self.bof_feats = record, complexity, bof_feats
+        self.by_fold: dict[int, dict] = {}
+
+    def result_path(self, k: int) -> Path:
+        return self.exp_dir / f"fold-{k}" / "result.json"
+
+    def finished(self, k: int) -> dict | None:
+        """The row of fold ``k`` when it finished earlier (said so on the terminal), else None."""
+        done = self.result_path(k)
+        if not done.exists():
+            return None
+        row = json.loads(done.read_text())
+        score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
+        print(f"fold {k}: already finished ({score}), skipping")
+        return row
+
+    def add(self, k: int, row: dict) -> dict:
+        """Take fold ``k``'s row (adding the bag-of-frames baseline) and rewrite results.json."""
+        if self.bof_feats is not None and self.cfg.cv.test and "bof/acc" not in row:
+            from asc.baselines import bag_of_frames_fold
+
+            row["bof/acc"] = bag_of_frames_fold(self.bof_feats, self.clips, k)
+            write_json_atomic(self.result_path(k), row)
+        self.by_fold[k] = row
+        write_json_atomic(self.exp_dir / "results.json", self.results())
+        return row
+
+    @property
+    def rows(self) -> list[dict]:
+        return [self.by_fold[k] for k in self.folds if k in self.by_fold]
+
+    def results(self) -> dict:
+        rows = self.rows
+        mean, std = aggregate(rows) if rows else ({}, {})
+        return {"experiment": self.cfg.experiment.name, "folds": rows, "mean": mean, "std": std,
+                "complete": len(rows) == len(self.folds), "config": to_dict(self.cfg),
+                **cross_fold(rows, self.clips.class_names), "reproducibility": self.record,
+                "complexity": self.complexity}
+
+    def summary(self) -> None:
+        results, cfg = self.results(), self.cfg
+        print()
+        print(f"experiment {cfg.experiment.name}: {self.clips.name}, model {cfg.model.name}"
+              f"{'/' + cfg.model.pooling if cfg.model.name == 'crnn' else ''}, mix {cfg.augment.mix}")
+        print(format_table(self.rows, results["mean"], results["std"]))
+        print(f"results: {self.exp_dir / 'results.json'}")
+
+
 def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
     """Run every fold in ``cv.folds`` (default: all), or just the first with
-    ``only_first``; write and return results.json's content."""
+    ``only_first``; write and return results.json's content.  ``cv.parallel_folds`` > 1
+    runs the folds that are not finished as that many processes at once
+    (:func:`run_folds_parallel`)."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from asc.baselines import bag_of_frames_fold, clip_mean_features
+    from asc.baselines import clip_mean_features
+    from asc.parallel import check_parallel
     from asc.tracking import aggregate_run, hold_sweep_env
 
+    parallel = check_parallel(cfg.cv.parallel_folds)
     is_zero = rank_zero_only.rank == 0
+    if parallel > 1 and (int(cfg.trainer.get("devices", 1) or 1) != 1 or int(cfg.trainer.get("num_nodes", 1)) != 1):
+        raise AscError(f"cv.parallel_folds={parallel} runs each fold as its own process on one device: "
+                       "use trainer.devices=1 (or cv.parallel_folds=1 to train each fold on several devices)")
     clips = load_clipset(cfg.data)
     folds = selected_folds(cfg, clips)
     if only_first:
@@ -303,32 +367,73 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
     # parameters and multiply-accumulates per second of audio of the network (and front-end)
     complexity = complexity_from_config(cfg, len(clips.class_names)) if is_zero else {}
     bof_feats = clip_mean_features(clips, cfg.features) if cfg.cv.bag_of_frames and is_zero else None
-    rows = []
-    for k in folds:
-        done = exp_dir / f"fold-{k}" / "result.json"
-        if done.exists():
-            row = json.loads(done.read_text())
-            score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
-            print(f"fold {k}: already finished ({score}), skipping")
-        else:
-            row = run_fold(cfg, clips, k, exp_dir, complexity)
-            if row is None:  # not rank 0
-                continue
-        if bof_feats is not None and cfg.cv.test and "bof/acc" not in row:
-            row["bof/acc"] = bag_of_frames_fold(bof_feats, clips, k)
-            write_json_atomic(done, row)
-        rows.append(row)
-        mean, std = aggregate(rows)
-        results = {"experiment": cfg.experiment.name, "folds": rows, "mean": mean, "std": std,
-                   "complete": len(rows) == len(folds), "config": to_dict(cfg),
-                   **cross_fold(rows, clips.class_names), "reproducibility": record, "complexity": complexity}
-        write_json_atomic(exp_dir / "results.json", results)
+    collector = FoldCollector(cfg, clips, folds, exp_dir, record, complexity, bof_feats)
+    if parallel > 1:
+        failed = run_folds_parallel(cfg, collector, parallel)
+    else:
+        failed = []
+        for k in folds:
+            row = collector.finished(k)
+            if row is None:
+                row = run_fold(cfg, clips, k, exp_dir, complexity)
+                if row is None:  # not rank 0
+                    continue
+            collector.add(k, row)
     if not is_zero:
         return {}
-    print()
-    print(f"experiment {cfg.experiment.name}: {clips.name}, model {cfg.model.name}"
-          f"{'/' + cfg.model.pooling if cfg.model.name == 'crnn' else ''}, mix {cfg.augment.mix}")
-    print(format_table(rows, mean, std))
-    print(f"results: {exp_dir / 'results.json'}")
+    collector.summary()
+    if failed:
+        logs = "; ".join(f"fold {k}: {exp_dir / f'fold-{k}' / 'log.txt'}" for k in failed)
+        raise AscError(f"fold(s) {', '.join(map(str, failed))} failed ({logs}); the other folds' results are in "
+                       f"{exp_dir / 'results.json'}; run the same command again to run the failed fold(s)")
+    results = collector.results()
     aggregate_run(cfg, exp_dir, results, sweep_env)
     return results
+
+
+def run_folds_parallel(cfg: DictConfig, collector: FoldCollector, n: int) -> list[int]:
+    """The folds of ``collector`` that are not finished, as child processes (asc/parallel.py),
+    at most ``n`` at a time; each finished fold's row goes to the collector as it arrives.
+    Returns the folds that failed."""
+    from asc.parallel import Job, child_env, fold_command, last_error, run_jobs, threads_per_child, uses_cpu
+
+    todo = []
+    for k in collector.folds:
+        row = collector.finished(k)
+        if row is None:
+            todo.append(k)
+        else:
+            collector.add(k, row)
+    if not todo:
+        return []
+    n = min(n, len(todo))
+    threads = threads_per_child(n, uses_cpu(cfg))
+    env = child_env(threads)
+    config_path = collector.exp_dir / "config.yaml"
+    jobs = [Job(k, f"fold {k}", fold_command(config_path, k, collector.complexity),
+                collector.exp_dir / f"fold-{k}" / "log.txt", env) for k in todo]
+    print(f"{len(todo)} fold(s) to run, {n} at a time ({threads} CPU thread(s) each); logs in fold-<k>/log.txt",
+          flush=True)
+    failed = []
+    done = 0
+
+    def started(job):
+        print(f"fold {job.key}: started (process {job.proc.pid})", flush=True)
+
+    def finished(job):
+        nonlocal done
+        done += 1
+        progress = f"[{done}/{len(todo)}]"
+        result = collector.result_path(job.key)
+        if job.returncode == 0 and result.exists():
+            row = collector.add(job.key, json.loads(result.read_text()))
+            score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
+            print(f"{progress} fold {job.key}: finished in {job.seconds:.0f} s ({score})", flush=True)
+        else:
+            failed.append(job.key)
+            reason = last_error(job.log) or f"exit status {job.returncode}"
+            print(f"{progress} fold {job.key}: FAILED after {job.seconds:.0f} s ({reason}); log: {job.log}",
+                  flush=True)
+
+    run_jobs(jobs, n, started, finished)
+    return sorted(failed)

@@ -24,7 +24,6 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from asc.augment import soft_target_kl
 from asc.checkpoints import migrate as migrate_checkpoint
 from asc.checkpoints import stamp as stamp_checkpoint
-from asc.data.batches import segment_samples
 from asc.inference import aggregate_segments, build_network
 
 
@@ -45,7 +44,6 @@ class SceneClassifier(L.LightningModule):
         self.cfg = OmegaConf.create(cfg)
         self.class_names = list(class_names)
         self.sample_rate = int(self.cfg.data.sample_rate)
-        self.segment = segment_samples(self.cfg.data, self.sample_rate)  # None: whole clips
         self.model = build_network(self.cfg, len(class_names))
         n = len(class_names)
         for stage in ("val", "test"):

@@ -126,14 +126,18 @@ def metric_value(results: dict, metric: str) -> tuple[float, float, list[float]]
 
 
 def run_local(path: str | Path, count: int | None = None,
-              extra: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+              extra: list[str] | None = None, parallel: int = 1) -> tuple[list[dict], list[dict]]:
     """Run the sweep here; returns the table rows and the failed runs.  A configuration that fails (a bad
     value, an error while training) is reported and recorded in sweep.json under
-    ``failed``, and the sweep goes on with the next one."""
+    ``failed``, and the sweep goes on with the next one.  ``parallel`` > 1 runs that many
+    configurations at once, each an ``asc cv`` child process (asc/parallel.py: one CPU
+    thread each on a CPU; output in ``<run>/log.txt``); each run's own
+    ``cv.parallel_folds`` still applies inside it."""
     from asc.config import load_config
-    from asc.experiment import run_cv
     from asc.io import write_json_atomic
+    from asc.parallel import check_parallel
 
+    check_parallel(parallel, "--parallel")
     full = load_sweep(path)
     sweep, extra = pin_parameters(full, list(extra or []))
     config_file, base = base_arguments(sweep)
@@ -142,20 +146,28 @@ def run_local(path: str | Path, count: int | None = None,
     assignments = expand(sweep, count)
     metric, goal = sweep["metric"]["name"], sweep["metric"].get("goal", "maximize")
     rows, failed = [], []
+    runs = []  # (number, assignment, name, overrides, cfg) of the configurations that load
     for n, assignment in enumerate(assignments, 1):
         name = run_name(sweep["name"], assignment)
+        overrides = (base + [f"{k}={v}" for k, v in assignment.items()] + extra + [f"experiment.name={name}"])
+        try:
+            runs.append((n, assignment, name, overrides, load_config(config_file, overrides)))
+        except Exception as e:  # noqa: BLE001 - one bad configuration must not stop the sweep
+            print(f"sweep {sweep['name']}: run {n} FAILED ({_reason(e)}); going on with the next run")
+            failed.append({**assignment, "experiment": str(output_dir / name), "error": _reason(e)})
+    if parallel > 1 and runs:
+        rows, more = _run_parallel(sweep["name"], runs, len(assignments), config_file, output_dir, metric, parallel)
+        failed += more
+    for n, assignment, name, _, cfg in runs if parallel == 1 else []:
         print(f"\n=== sweep {sweep['name']}: run {n}/{len(assignments)}: "
               f"{', '.join(f'{k}={_short(v)}' for k, v in assignment.items())}")
         try:
-            cfg = load_config(config_file, base + [f"{k}={v}" for k, v in assignment.items()] + extra
-                              + [f"experiment.name={name}"])
+            from asc.experiment import run_cv
+
             rows.append(table_row(assignment, run_cv(cfg), metric, output_dir / name))
         except Exception as e:  # noqa: BLE001 - one bad configuration must not stop the sweep
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if not isinstance(e, AscError):
-                reason = f"{type(e).__name__}: {reason}"
-            print(f"sweep {sweep['name']}: run {n} FAILED ({reason}); going on with the next run")
-            failed.append({**assignment, "experiment": str(output_dir / name), "error": reason})
+            print(f"sweep {sweep['name']}: run {n} FAILED ({_reason(e)}); going on with the next run")
+            failed.append({**assignment, "experiment": str(output_dir / name), "error": _reason(e)})
     if sweep["parameters"] != full["parameters"] and full.get("method", "grid") == "grid":
         # a pinned part of the sweep: the table still lists every finished run of the whole grid
         ran = {r["experiment"] for r in rows} | {r["experiment"] for r in failed}
@@ -178,6 +190,53 @@ def run_local(path: str | Path, count: int | None = None,
         print(f"\n{len(failed)} of {len(assignments)} runs failed (listed in {out_dir / 'sweep.json'}):")
         for r in failed:
             print(f"  {r['experiment']}: {r['error']}")
+    return rows, failed
+
+
+def _reason(e: Exception) -> str:
+    """One line saying why a run failed."""
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return reason if isinstance(e, AscError) else f"{type(e).__name__}: {reason}"
+
+
+def _run_parallel(sweep_name: str, runs: list, total: int, config_file: str | None, output_dir: Path,
+                  metric: str, n: int) -> tuple[list[dict], list[dict]]:
+    """The sweep's runs as ``asc cv`` child processes, ``n`` at a time (asc/parallel.py)."""
+    import sys
+
+    from asc.parallel import Job, child_env, last_error, run_jobs, threads_per_child, uses_cpu
+
+    n = min(n, len(runs))
+    threads = threads_per_child(n, uses_cpu(runs[0][4]))
+    env = child_env(threads)
+    config = ["--config", str(config_file)] if config_file else []
+    jobs = [Job((number, assignment, name), f"run {number}/{total}",
+                [sys.executable, "-m", "asc.cli", "cv", *config, *overrides], output_dir / name / "log.txt", env)
+            for number, assignment, name, overrides, _ in runs]
+    print(f"sweep {sweep_name}: {len(runs)} run(s), {n} at a time ({threads} CPU thread(s) each); "
+          "output of each in <run>/log.txt", flush=True)
+    rows, failed = [], []
+
+    def started(job):
+        number, assignment, _ = job.key
+        print(f"=== sweep {sweep_name}: run {number}/{total} started: "
+              f"{', '.join(f'{k}={_short(v)}' for k, v in assignment.items())}", flush=True)
+
+    def finished(job):
+        number, assignment, name = job.key
+        results = output_dir / name / "results.json"
+        try:
+            if job.returncode != 0 or not results.is_file():
+                raise AscError(last_error(job.log) or f"exit status {job.returncode}")
+            rows.append(table_row(assignment, json.loads(results.read_text()), metric, output_dir / name))
+            print(f"sweep {sweep_name}: run {number}/{total} finished in {job.seconds:.0f} s: {metric} "
+                  f"{_percent(rows[-1], metric)} %", flush=True)
+        except Exception as e:  # noqa: BLE001 - one bad configuration must not stop the sweep
+            print(f"sweep {sweep_name}: run {number}/{total} FAILED ({_reason(e)}); log: {job.log}", flush=True)
+            failed.append({**assignment, "experiment": str(output_dir / name), "error": _reason(e),
+                           "log": str(job.log)})
+
+    run_jobs(jobs, n, started, finished)
     return rows, failed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,8 @@ TINY = TINY_MODEL + ["trainer.max_epochs=1", "trainer.enable_progress_bar=false"
                      "trainer.enable_model_summary=false"]
 
 
-def asc(*args, cwd) -> subprocess.CompletedProcess:
-    """Run ``python -m asc.cli *args`` in ``cwd`` as a user would; output captured as text."""
+def asc(*args, cwd, env=None) -> subprocess.CompletedProcess:
+    """Run ``python -m asc.cli *args`` in ``cwd`` as a user would; output captured as text
+    (``env``: variables added to this process's environment)."""
     return subprocess.run([sys.executable, "-m", "asc.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+                          timeout=600, env={**os.environ, **env} if env else None)

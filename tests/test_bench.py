@@ -1,0 +1,52 @@
+"""asc bench: the steady-state structure, each section written as it finishes (no timing asserted)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from asc import bench
+
+SMALL = ["model.conv_channels=[4,8,8]", "model.rnn_hidden=8", "model.rnn_layers=1", "data.batch_size=4",
+         "data.num_workers=0", "data.segment_seconds=1.0"]
+
+
+def test_steady_rate_excludes_warmup_and_takes_the_median():
+    calls = []
+    rate = bench.steady_rate(lambda: calls.append(1), 10, bench.Schedule(batches=2, epochs=3, warmup=1),
+                             torch.device("cpu"))
+    assert len(calls) == 4 and len(rate["epoch_clips_per_s"]) == 3
+    assert rate["clips_per_s"] == pytest.approx(float(np.median(rate["epoch_clips_per_s"])), rel=1e-3)
+    assert bench.FULL.batches >= 50 and bench.FULL.epochs >= 3 and bench.FULL.warmup >= 1
+    assert (bench.QUICK.epochs, bench.QUICK.warmup) == (bench.FULL.epochs, bench.FULL.warmup)
+
+
+def test_training_and_loader_sections(tmp_path):
+    schedule = bench.Schedule(batches=2, epochs=1, warmup=1)
+    clips = bench.make_cached_litis(tmp_path, 22050, n_clips=schedule.batches * 4)
+    rows = bench.bench_training(torch.device("cpu"), clips, schedule, precisions=("32",), overrides=SMALL)
+    assert len(rows) == 8 and {r["pipeline"] for r in rows} == {"with data", "random tensors"}
+    assert all(r["clips_per_s"] > 0 and len(r["epoch_clips_per_s"]) == 1 for r in rows)
+    loader = bench.bench_loader(torch.device("cpu"), clips, schedule, quick=True, overrides=SMALL)
+    assert [r["workers"] for r in loader] == [0, 2, "on device"] and all(r["loader_clips_per_s"] > 0 for r in loader)
+    assert all(r["ratio"] == r["train_clips_per_s"] / r["random_clips_per_s"] for r in loader)
+
+
+def test_each_section_is_written_as_it_finishes(tmp_path, monkeypatch):
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(bench, "bench_frontends", lambda dev, clips: [{"frontend": "gammatone"}])
+    monkeypatch.setattr(bench, "make_cached_litis", lambda *a, **k: None)
+    monkeypatch.setattr(bench, "bench_loader", lambda *a, **k: [{"workers": 0}])
+
+    def killed(*a, **k):
+        assert json.loads(out.read_text())["sections"] == ["complexity", "frontends", "loader"]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "bench_training", killed)
+    try:
+        bench.run("cpu", out, quick=True, compile_check=False)
+    except KeyboardInterrupt:
+        pass
+    kept = json.loads(out.read_text())
+    assert kept["loader"] == [{"workers": 0}] and "training" not in kept and kept["schedule"]["batches"] == 3

@@ -36,7 +36,7 @@ CHOICES = {
 }
 
 POSITIVE = (
-    "data.sample_rate", "data.batch_size", "data.on_device_max_fraction",
+    "data.sample_rate", "data.batch_size", "data.on_device_max_fraction", "cv.parallel_folds",
     "augment.freq_mask_bins", "augment.time_mask_seconds", "features.n_bins",
     "features.win_ms", "features.hop_ms", "model.rnn_hidden", "model.rnn_layers",
     "model.attention_dim", "optim.lr", "data.synthetic.clips_per_class",
@@ -170,6 +170,9 @@ def _check_values(cfg: DictConfig) -> None:
             raise AscError(f"{key}={OmegaConf.select(cfg, key)} must be >= 0 (0: off)")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise AscError(f"data.val_fraction={cfg.data.val_fraction} must be in [0, 1)")
+    if cfg.data.on_device_max_fraction > 1.0:
+        raise AscError(f"data.on_device_max_fraction={cfg.data.on_device_max_fraction} must be in (0, 1]: a share of "
+                       "the free device memory")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise AscError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
 

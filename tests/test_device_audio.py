@@ -63,9 +63,15 @@ def test_auto_is_off_on_cpu_and_on_forces_it():
     assert use_device_audio("off", torch.device("cpu"), 10, 0.5) == (False, None)
 
 
-def test_bad_on_device_value_is_refused():
+def test_on_device_values():
     with pytest.raises(AscError, match="data.on_device"):
         load_config(overrides=["data.on_device=gpu"])
+    for bad in ("0", "1.5"):
+        with pytest.raises(AscError, match="data.on_device_max_fraction"):
+            load_config(overrides=[f"data.on_device_max_fraction={bad}"])
+    # YAML reads a bare on/off as a boolean: still the choice the user meant
+    assert load_config(overrides=["data.on_device=off"]).data.on_device == "off"
+    assert load_config(overrides=["data.on_device=on"]).data.on_device == "on"
 
 
 def _fold(on_device: str, **over):

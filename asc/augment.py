@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from asc.registry import MIXERS, call_with
+from asc.registry import AUGMENTATIONS, MIXERS, call_with
 
 MIN_DB = -80.0  # floor of the A-weighting curve and of frame power, dB
 
@@ -178,15 +178,22 @@ def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- augmentation stages
-# Each stage runs on the training device on one batch, only while fitting.  Waveform
-# stages come before the mix, spectrogram stages after standardisation (0 = band mean).
+# Each stage runs on the training device on one batch, only while fitting, when its
+# ``enabled(cfg.augment)`` is true.  ``domain="wave"`` stages come before the mix, on the
+# waveforms (B, N); ``domain="spec"`` stages after standardisation (0 = band mean), on
+# (B, F, T).  A stage is called (asc.registry.call_with) with those of ``wave`` or ``spec``,
+# ``valid`` (frame mask or None), ``lengths``, ``sample_rate``, ``hop`` and the augment.*
+# keys that its signature names, and returns the new batch; stages run in registration
+# order (the mix is the stage between the two domains: MIXERS).
 
-def random_gain(wave: torch.Tensor, max_db: float) -> torch.Tensor:
-    """Each row scaled by a gain drawn uniformly in [-max_db, +max_db] dB."""
-    db = (torch.rand(len(wave), device=wave.device) * 2 - 1) * max_db
+@AUGMENTATIONS.register("gain", domain="wave", enabled=lambda a: a.gain_db > 0)
+def random_gain(wave: torch.Tensor, gain_db: float) -> torch.Tensor:
+    """Each row scaled by a gain drawn uniformly in [-gain_db, +gain_db] dB."""
+    db = (torch.rand(len(wave), device=wave.device) * 2 - 1) * gain_db
     return wave * (10 ** (db / 20)).to(wave.dtype)[:, None]
 
 
+@AUGMENTATIONS.register("roll", domain="spec", enabled=lambda a: a.roll)
 def roll_frames(spec: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """Circular roll of each example's valid frames by a random offset (padding stays in
     place), so an event can be anywhere in the clip: (B, F, T) -> (B, F, T)."""
@@ -223,3 +230,11 @@ def spec_mask(spec: torch.Tensor, valid: torch.Tensor | None, freq_masks: int, f
         n_valid = valid.sum(1) if valid is not None else torch.full((b,), t, device=dev)
         keep &= ~_stripe_mask(b, t, time_masks, time_width, n_valid, dev)[:, None, :]
     return spec * keep.to(spec.dtype)
+
+
+@AUGMENTATIONS.register("spec_mask", domain="spec", enabled=lambda a: a.freq_masks > 0 or a.time_masks > 0)
+def spec_mask_stage(spec: torch.Tensor, valid: torch.Tensor | None, freq_masks: int, freq_mask_bins: int,
+                    time_masks: int, time_mask_seconds: float, sample_rate: int, hop: int) -> torch.Tensor:
+    """:func:`spec_mask` with the time stripes' width given in seconds."""
+    time_width = max(1, round(time_mask_seconds * sample_rate / hop))
+    return spec_mask(spec, valid, freq_masks, freq_mask_bins, time_masks, time_width)

@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from asc.augment import mix_batch, mix_spectrogram, random_gain, roll_frames, spec_mask
+from asc.augment import mix_batch, mix_spectrogram
 from asc.features import BandStandardizer, LogSpectrogram, padding_mask
+from asc.registry import AUGMENTATIONS, call_with
 
 
 class FeaturePipeline(nn.Module):
@@ -37,6 +39,7 @@ class FeaturePipeline(nn.Module):
         super().__init__()
         self.sample_rate = int(cfg.data.sample_rate)
         self.augment, self.n_classes = cfg.augment, int(n_classes)
+        self.augment_options = dict(OmegaConf.to_container(cfg.augment, resolve=True))  # stage keyword arguments
         self.frontend = LogSpectrogram.from_config(cfg.features, self.sample_rate)
         self.norm = BandStandardizer(int(cfg.features.n_bins))
 
@@ -78,8 +81,7 @@ class FeaturePipeline(nn.Module):
             lengths = torch.full((len(wave),), wave.shape[-1], device=wave.device)
         a = self.augment
         if training:
-            if a.gain_db > 0:
-                wave = random_gain(wave, a.gain_db)
+            wave = self.augmented("wave", wave, None, lengths)
             wave, targets, partners, r = mix_batch(wave, batch["label"], self.n_classes, a.mix,
                                                    self.sample_rate, a.gain, a.mixup_alpha)
             if partners is not None:  # a mix holds sound wherever either partner does
@@ -89,13 +91,19 @@ class FeaturePipeline(nn.Module):
         valid = self.valid_frames(lengths, spec.shape[-1])
         if training:
             spec = mix_spectrogram(a.mix, spec, partners, r)
-            if a.roll:
-                spec = roll_frames(spec, valid)
-            if a.freq_masks or a.time_masks:
-                time_width = max(1, round(a.time_mask_seconds * self.sample_rate / self.hop))
-                spec = spec_mask(spec, valid, a.freq_masks, a.freq_mask_bins, a.time_masks, time_width)
+            spec = self.augmented("spec", spec, valid, lengths)
         batch["spec"], batch["valid"] = spec, valid
         return batch
+
+    def augmented(self, domain: str, x: torch.Tensor, valid, lengths) -> torch.Tensor:
+        """``x`` through the enabled augmentation stages of ``domain`` (``wave`` or ``spec``),
+        in registration order (:data:`asc.registry.AUGMENTATIONS`)."""
+        for name in AUGMENTATIONS:
+            meta = AUGMENTATIONS.meta(name)
+            if meta.get("domain") == domain and meta.get("enabled", lambda a: True)(self.augment):
+                x = call_with(AUGMENTATIONS.get(name), **{domain: x}, valid=valid, lengths=lengths,
+                              sample_rate=self.sample_rate, hop=self.hop, **self.augment_options)
+        return x
 
     def stats_state(self) -> dict:
         """The band statistics (the pipeline's only state), as stored in checkpoints."""

@@ -114,4 +114,5 @@ POOLINGS = Registry("pooling", "model.pooling", ("asc.models",))
 MODELS = Registry("model", "model.name", ("asc.models",))
 FRONTENDS = Registry("front-end", "features.name", ("asc.features",))
 MIXERS = Registry("mixer", "augment.mix", ("asc.augment",))
+AUGMENTATIONS = Registry("augmentation stage", "augment", ("asc.augment",))  # all enabled ones run
 LAYOUTS = Registry("data set layout", "data.name", ("asc.data", "asc.data.layouts"))

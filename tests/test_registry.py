@@ -10,7 +10,7 @@ from torch import nn
 
 from asc.config import load_config
 from asc.errors import AscError
-from asc.registry import FRONTENDS, LAYOUTS, MIXERS, MODELS, POOLINGS, Registry, call_with
+from asc.registry import AUGMENTATIONS, FRONTENDS, LAYOUTS, MIXERS, MODELS, POOLINGS, Registry, call_with
 
 
 @contextmanager
@@ -153,3 +153,28 @@ def test_a_new_data_set_layout_is_configurable_and_loaded(tiny):
             load_config(overrides=["data.name=listed"])
     with pytest.raises(AscError, match="data.name='few' is not allowed"):
         load_config(overrides=["data.name=few"])
+
+
+def test_a_new_augmentation_stage_runs_where_registered_and_only_while_training(tiny):
+    from asc.pipeline import FeaturePipeline
+
+    calls = []
+
+    def louder(wave, lengths, mixup_alpha):  # any augment.* key it names is passed in
+        calls.append((lengths.tolist(), mixup_alpha))
+        return 2 * wave
+
+    plain = ["augment.mix=none", "augment.gain_db=0", "augment.roll=false", "augment.freq_masks=0",
+             "augment.time_masks=0"]
+    wave, labels = 0.1 * torch.randn(2, 16000), torch.tensor([0, 1])
+    with registered(AUGMENTATIONS, "louder", louder, domain="wave", enabled=lambda a: a.mix == "none"):
+        pipe = FeaturePipeline(load_config(overrides=[*tiny, *plain]), 3)
+        out = pipe.prepare({"wave": wave, "label": labels}, training=True)
+        torch.testing.assert_close(out["spec"], pipe.features(2 * wave))  # before the front-end
+        assert calls == [([16000, 16000], 0.4)]
+        torch.testing.assert_close(pipe.prepare({"wave": wave, "label": labels}, training=False)["spec"],
+                                   pipe.features(wave))  # evaluation: no augmentation
+        FeaturePipeline(load_config(overrides=[*tiny, *plain, "augment.mix=bc"]), 3).prepare(
+            {"wave": wave, "label": labels}, training=True)
+        assert len(calls) == 1  # not enabled by that config
+    assert list(AUGMENTATIONS) == ["gain", "roll", "spec_mask"]  # the built-in stages, in order

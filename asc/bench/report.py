@@ -56,7 +56,7 @@ def _litis_fold(f: dict, parallel: list[dict] | None) -> list[str]:
              format_table(["", "seconds", "each"], cells, align="lrl"),
              f"estimate, not measured: the {e['splits']}-split protocol at {e['epochs']} epochs, {e['how']}: "
              f"{e['fold_s']:.0f} s per fold, {e['protocol_min']:.1f} min"]
-    ok = [p for p in parallel or [] if "error" not in p]
+    ok = [p for p in parallel or [] if "error" not in p and p["parallel_folds"] > 1 and p["speedup"] > 1]
     if ok:
         best = max(ok, key=lambda p: p["speedup"])
         lines.append(f"  with the best measured cv.parallel_folds speed-up ({best['speedup']:.2f} at "

@@ -50,3 +50,29 @@ def test_each_section_is_written_as_it_finishes(tmp_path, monkeypatch):
         pass
     kept = json.loads(out.read_text())
     assert kept["loader"] == [{"workers": 0}] and "training" not in kept and kept["schedule"]["batches"] == 3
+
+
+def test_protocol_estimate_from_the_measured_fold():
+    fold = {"epoch_train_s": [3.0, 1.0, 1.0], "epoch_val_s": [0.5, 0.5, 0.5], "steady_epoch_s": 1.0, "val_s": 0.5,
+            "fold_wall_s": 10.5}
+    e = bench.protocol_estimate(fold, epochs=100, splits=20)
+    assert e["fold_fixed_s"] == pytest.approx(10.5 - 6.5) and e["fold_s"] == pytest.approx(4 + 100 * 1.5)
+    assert e["protocol_min"] == pytest.approx(20 * 154 / 60, abs=0.05)
+
+
+def test_litis_fold_through_run_fold_then_pictures(tmp_path):
+    """The end-to-end fold (official-like split, timed by a callback inside run_fold) and
+    predict's files per second from its checkpoint, at toy sizes."""
+    fold = bench.bench_litis_fold(torch.device("cpu"), tmp_path, n_clips=57, epochs=2, clip_seconds=2.0,
+                                  overrides=[*SMALL, "data.eval_hop_seconds=1.0", "logger.attention_clips_per_class=0"])
+    assert (fold["n_train"] + fold["n_val"], fold["n_test"], fold["classes"]) == (38, 19, 19)
+    assert len(fold["epoch_train_s"]) == 2 and len(fold["epoch_val_s"]) == 2
+    assert fold["steady_epoch_s"] == pytest.approx(fold["epoch_train_s"][1], abs=1e-3)
+    assert fold["test_s"] > 0 and fold["final_val_s"] > 0
+    assert fold["estimate"]["epochs"] == 100 and fold["estimate"]["protocol_min"] > 0
+    pictures = bench.bench_pictures(torch.device("cpu"), fold["best_checkpoint"], tmp_path, n_files=2, seconds=2.0)
+    assert pictures["files"] == 2 and pictures["with_pictures"]["files_per_s"] > 0
+    assert len(list((tmp_path / "predict" / "with" / "attention").glob("*.png"))) == 2
+    text = bench.format_result({"machine": bench.machine(), "device": "cpu", "litis_fold": fold, "pictures": pictures,
+                                "peak_rss_mb": 1.0, "seconds": 1.0, "sections": ["litis_fold", "pictures"]})
+    assert "estimate, not measured" in text and "--attention" in text

@@ -1,0 +1,97 @@
+"""``asc bench``: how fast, how much memory.  Every rate is measured at steady state.
+
+* Steady state (:mod:`asc.bench.common`): a measurement runs one warm-up epoch (start-up,
+  DataLoader workers, allocator, kernels; excluded) and then 3 epochs of at least 50
+  batches each, and reports the median epoch rate (``--quick``: the same structure with 3
+  batches per epoch, for CPU smoke runs).  With data, an epoch is one pass of the
+  DataLoader over a set of exactly that many batches of clips, as in training.
+* Front-ends (:mod:`asc.bench.frontends`): nnAudio Gammatone and mel vs a NumPy reference.
+* Loader and training (:mod:`asc.bench.training`): DataLoader workers and the audio held on
+  the device, training rates of STAP-CRNN and the CNN (BC on/off, float32/bf16, with data
+  and from random tensors), torch.compile, model size and cost.
+* An end-to-end LITIS-shaped fold through ``asc cv``'s run_fold, with epoch, validation and
+  test times and an estimate of the 20-split protocol; ``cv.parallel_folds`` 1 -> N
+  (:mod:`asc.bench.folds`).
+* ``asc predict --attention``: files per second with and without pictures
+  (:mod:`asc.bench.pictures`).
+* Peak RSS, and peak device memory on GPU.
+
+LITIS-shaped sections use ``benchmarks/litis_b6efd54.yaml`` (experiments/litis.yaml as of
+commit b6efd54, frozen).  The JSON file is rewritten (atomically) as each section finishes,
+so a run that is killed keeps the sections it finished.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from asc.bench.common import FULL, QUICK, Schedule, litis_shaped_config, machine, make_cached_litis, steady_rate
+from asc.bench.folds import bench_litis_fold, bench_parallel_folds, protocol_estimate
+from asc.bench.frontends import bench_frontends, numpy_power_filterbank
+from asc.bench.pictures import bench_pictures
+from asc.bench.report import format_result
+from asc.bench.training import bench_compile, bench_complexity, bench_loader, bench_training
+
+__all__ = ["FULL", "QUICK", "Schedule", "bench_compile", "bench_complexity", "bench_frontends", "bench_litis_fold",
+           "bench_loader", "bench_parallel_folds", "bench_pictures", "bench_training", "format_result",
+           "litis_shaped_config", "machine", "make_cached_litis", "numpy_power_filterbank", "protocol_estimate", "run",
+           "steady_rate"]
+
+# sizes of the end-to-end sections: (clips, epochs) of the LITIS-shaped fold, files of predict
+FOLD_FULL, FOLD_QUICK = (3026, 4), (120, 2)
+PICTURES_FULL, PICTURES_QUICK = 32, 6
+
+
+def _device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def run(device: str = "auto", out: Path | None = None, quick: bool = False, compile_check: bool = True) -> dict:
+    """Every section in turn (cheap and most telling first); the JSON at ``out`` is
+    rewritten as each one finishes."""
+    from asc.io import write_json_atomic
+
+    dev = _device(device)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    schedule = QUICK if quick else FULL
+    t0 = time.perf_counter()
+    result = {"machine": machine(), "device": str(dev), "quick": quick, "schedule": asdict(schedule), "sections": []}
+
+    def finished(name: str, value) -> None:
+        result[name] = value
+        result["sections"].append(name)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if dev.type == "cuda":
+            result["peak_device_memory_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+        result["seconds"] = time.perf_counter() - t0
+        if out:
+            write_json_atomic(Path(out), result)
+        print(f"bench: {name} done ({result['seconds']:.0f} s)", flush=True)
+
+    finished("complexity", bench_complexity())
+    finished("frontends", bench_frontends(dev, clips=2 if quick else 8))
+    cfg = litis_shaped_config()
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = make_cached_litis(Path(tmp), cfg.data.sample_rate, n_clips=schedule.batches * cfg.data.batch_size)
+        finished("loader", bench_loader(dev, clips, schedule, quick))
+        finished("training", bench_training(dev, clips, schedule, precisions=("32",) if quick else ("32", "bf16")))
+        del clips
+    with tempfile.TemporaryDirectory() as tmp:
+        n_clips, epochs = FOLD_QUICK if quick else FOLD_FULL
+        fold = bench_litis_fold(dev, Path(tmp), n_clips, epochs)
+        finished("litis_fold", fold)
+        n_files = PICTURES_QUICK if quick else PICTURES_FULL
+        finished("pictures", bench_pictures(dev, fold["best_checkpoint"], Path(tmp), n_files))
+    finished("parallel_folds", bench_parallel_folds(dev, quick))
+    if compile_check:
+        finished("compile", bench_compile(dev, schedule))
+    return result

@@ -1,0 +1,190 @@
+"""Whole folds through ``asc cv``'s own code:
+
+* :func:`bench_litis_fold`: one LITIS-shaped fold (3 026 clips of 30 s at 22.05 kHz in a
+  float16 cache, 19 classes, an official-like 80/20 split, the frozen litis config) through
+  :func:`asc.experiment.run_fold` with W&B off, a few epochs: training time per epoch
+  (steady: the first epoch excluded), validation time per epoch, the final validation of the
+  chosen checkpoint and the test, each timed by a Lightning callback (:class:`FoldTimes`);
+  and from them an estimate of the whole 20-split protocol at the config's epochs;
+* :func:`bench_parallel_folds`: wall time of ``asc cv`` with ``cv.parallel_folds`` 1 -> N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from asc.bench.common import FROZEN_LITIS, ROOT, litis_shaped_config, make_cached_litis, sync
+
+LITIS_SPLITS = 20
+
+
+class FoldTimes(Callback):
+    """Wall seconds of each training epoch (its validation excluded), each validation during
+    fit (the sanity check excluded), the validations after fit, the test loop and the test
+    with what follows it (the fold's attention pictures, drawn at the test's end by the
+    callback before this one)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.train: list[float] = []
+        self.val: list[float] = []
+        self.after_fit_val: list[float] = []
+        self.test: list[float] = []
+        self.test_end: list[float] = []
+        self._epoch = self._start = 0.0
+        self._val_in_epoch = 0.0
+
+    def _now(self) -> float:
+        sync(self.device)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._epoch, self._val_in_epoch = self._now(), 0.0
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self.train.append(self._now() - self._epoch - self._val_in_epoch)
+
+    def on_validation_start(self, trainer, module) -> None:
+        self._start = self._now()
+
+    def on_validation_end(self, trainer, module) -> None:
+        took = self._now() - self._start
+        if trainer.sanity_checking:
+            return
+        if trainer.state.fn == "fit":
+            self.val.append(took)
+            self._val_in_epoch += took
+        else:
+            self.after_fit_val.append(took)
+
+    def on_test_start(self, trainer, module) -> None:
+        self._start = self._now()
+
+    def on_test_epoch_end(self, trainer, module) -> None:
+        self.test.append(self._now() - self._start)
+
+    def on_test_end(self, trainer, module) -> None:
+        self.test_end.append(self._now() - self._start - self.test[-1])
+
+
+@contextlib.contextmanager
+def timed(callback: Callback):
+    """:func:`asc.experiment.run_fold` with ``callback`` among its Trainer's callbacks (added
+    where the fold adds the config's own, :func:`asc.experiment.training_extras`)."""
+    import asc.experiment as experiment
+
+    extras = experiment.training_extras
+
+    def with_timer(*args, **kwargs):
+        callbacks, trainer_kwargs = extras(*args, **kwargs)
+        return [*callbacks, callback], trainer_kwargs
+
+    experiment.training_extras = with_timer
+    try:
+        yield
+    finally:
+        experiment.training_extras = extras
+
+
+def fold_config(device: torch.device, epochs: int, tmp: Path, overrides: list[str] | None = None):
+    cpu = device.type == "cpu"
+    return litis_shaped_config([
+        f"trainer.max_epochs={epochs}", "logger.mode=disabled", "logger.progress=none",
+        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+        f"trainer.accelerator={'cpu' if cpu else 'gpu'}", f"output_dir={tmp}", "experiment.name=bench-litis-fold",
+        *(overrides or [])])
+
+
+def bench_litis_fold(device: torch.device, tmp: Path, n_clips: int = 3026, epochs: int = 4,
+                     clip_seconds: float = 30.0, overrides: list[str] | None = None) -> dict:
+    """One LITIS-shaped fold through ``run_fold`` in ``tmp`` (its checkpoints stay there:
+    the pictures section reuses the best one).  Times in seconds; ``steady_epoch_s`` is the
+    median training epoch after the first (the first when there is only one)."""
+    from asc.experiment import run_fold
+
+    cfg = fold_config(device, epochs, tmp, overrides)
+    t0 = time.perf_counter()
+    clips = make_cached_litis(tmp, cfg.data.sample_rate, n_clips, clip_seconds, split=True)
+    cache_s = time.perf_counter() - t0
+    times = FoldTimes(device)
+    t0 = time.perf_counter()
+    with timed(times):
+        row = run_fold(cfg, clips, 1, tmp / cfg.experiment.name)
+    wall = time.perf_counter() - t0
+    steady = times.train[1:] or times.train
+    result = {"clips": n_clips, "clip_s": clip_seconds, "classes": len(clips.class_names),
+              "n_train": row["n_train"], "n_val": row["n_val"], "n_test": row["n_test"], "epochs": epochs,
+              "batch": cfg.data.batch_size, "segment_s": cfg.data.segment_seconds,
+              "config": FROZEN_LITIS.name, "cache_write_s": round(cache_s, 2),
+              "epoch_train_s": [round(t, 3) for t in times.train], "steady_epoch_s": float(np.median(steady)),
+              "epoch_val_s": [round(t, 3) for t in times.val],
+              "val_s": float(np.median(times.val)) if times.val else 0.0,
+              "final_val_s": float(sum(times.after_fit_val)), "test_s": float(sum(times.test)),
+              "test_pictures_s": float(sum(times.test_end)),
+              "fold_wall_s": round(wall, 2), "test_acc": row.get("test/acc"),
+              "best_checkpoint": row["best_checkpoint"]}
+    result["estimate"] = protocol_estimate(result, int(litis_shaped_config().trainer.max_epochs))
+    return result
+
+
+def protocol_estimate(fold: dict, epochs: int, splits: int = LITIS_SPLITS) -> dict:
+    """The whole protocol (``splits`` folds of ``epochs`` epochs, validation and test
+    included) one fold after another, extrapolated from the measured fold: per fold, the
+    fold's fixed cost (its wall time less its epochs) plus ``epochs`` x (steady training
+    epoch + validation)."""
+    measured_epochs = sum(fold["epoch_train_s"]) + sum(fold["epoch_val_s"])
+    fixed = max(0.0, fold["fold_wall_s"] - measured_epochs)
+    per_fold = fixed + epochs * (fold["steady_epoch_s"] + fold["val_s"])
+    return {"splits": splits, "epochs": epochs, "fold_fixed_s": round(fixed, 2), "fold_s": round(per_fold, 1),
+            "protocol_min": round(splits * per_fold / 60, 1), "how": "sequential folds (cv.parallel_folds=1)"}
+
+
+def bench_parallel_folds(device: torch.device, quick: bool = False, levels: list[int] | None = None) -> list[dict]:
+    """Wall time of ``asc cv`` with ``cv.parallel_folds`` = each of ``levels`` on a
+    demo-like config (experiments/demo.yaml's synthetic scenes, 4 folds, fewer clips and
+    epochs, no W&B), start-up included: folds per minute.  Each run writes to its own
+    temporary folder (nothing is skipped)."""
+    import subprocess
+    import sys
+
+    demo = ROOT / "experiments" / "demo.yaml"
+    cpu = device.type == "cpu"
+    n_folds = 4
+    if levels is None:
+        levels = [1, max(2, min(n_folds, os.cpu_count() or 1))] if cpu else [1, 2, 4]
+    epochs = 2 if quick else 10
+    args = [*(["--config", str(demo)] if demo.exists() else []), "data.synthetic.clips_per_class=16",
+            f"data.synthetic.n_folds={n_folds}", f"trainer.max_epochs={epochs}", "logger.mode=disabled",
+            "cv.bag_of_frames=false", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+            f"trainer.accelerator={'cpu' if cpu else 'gpu'}", "experiment.name=bench-folds"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in levels:
+            out = Path(tmp) / f"p{n}"
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "asc.cli", "cv", *args, f"output_dir={out}",
+                                   f"cv.parallel_folds={n}"], capture_output=True, text=True, cwd=tmp, env=env)
+            wall = time.perf_counter() - t0
+            row = {"parallel_folds": n, "folds": n_folds, "epochs": epochs, "wall_s": round(wall, 1),
+                   "folds_per_min": n_folds * 60 / wall, "threads_per_process": 1 if cpu and n > 1 else None}
+            if proc.returncode != 0:
+                row["error"] = (proc.stderr.strip().splitlines() or ["?"])[-1][:300]
+            else:
+                res = json.loads((out / "bench-folds" / "results.json").read_text())
+                row["fold_s"] = [f["seconds"] for f in res["folds"]]  # train + validate + test, in its process
+                row["test_acc"] = res["mean"].get("test/acc")
+            rows.append(row)
+    base = rows[0]["wall_s"]
+    for r in rows:
+        r["speedup"] = base / r["wall_s"]
+    return rows

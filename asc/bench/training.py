@@ -1,0 +1,175 @@
+"""Training throughput on LITIS-shaped input (30 s clips at 22.05 kHz, 19 classes, the
+frozen litis config's segment, batch and model), in clips per second at steady state:
+
+* :func:`bench_training`: STAP-CRNN and the CNN, BC on/off, float32 and bf16 autocast, with
+  the data pipeline (memory-mapped float16 cache -> DataLoader -> device -> BC mix ->
+  features -> model -> optimizer step) and from random waveforms already on the device;
+* :func:`bench_loader`: the DataLoader alone and feeding training at each worker count, and
+  with the audio held on the device (``data.on_device``), against random tensors;
+* :func:`bench_compile`: eager against ``torch.compile``'d network;
+* :func:`bench_complexity`: parameters and multiply-accumulates per second of audio.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import numpy as np
+import torch
+
+from asc.augment import soft_target_kl
+from asc.bench import common
+from asc.bench.common import FULL, Schedule, litis_loader, litis_shaped_config, steady_rate, to_device
+from asc.data.batches import segment_samples
+from asc.data.device_audio import DeviceAudio
+
+
+def feature_step(cfg, n_classes: int, device: torch.device):
+    """The step from a batch of waveforms on the device to features and soft targets, as in
+    training: the DataModule's feature pipeline (gain, BC mix, front-end, standardisation,
+    augmentation), its statistics marked fitted (they do not change the speed)."""
+    from asc.pipeline import FeaturePipeline
+
+    pipeline = FeaturePipeline(cfg, n_classes).to(device)
+    pipeline.norm.fitted.fill_(True)
+    return partial(pipeline.prepare, training=True)
+
+
+def training_setup(cfg, class_names: list[str], device: torch.device):
+    """Module, optimizer, the feature step (:func:`feature_step`) and a batch of random
+    waveforms on the device."""
+    from asc.config import to_dict
+    from asc.module import SceneClassifier
+
+    module = SceneClassifier(to_dict(cfg), class_names).to(device)
+    features = feature_step(cfg, len(class_names), device)
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    n = cfg.data.batch_size
+    batch = {"wave": 0.1 * torch.randn(n, segment_samples(cfg.data, cfg.data.sample_rate), device=device),
+             "label": torch.randint(0, len(class_names), (n,), device=device)}
+    return module, opt, features, batch
+
+
+def train_rate(module, opt, features, random_batch, loader, device, precision, schedule: Schedule,
+               audio=None) -> dict:
+    """Steady-state training rate: from the DataLoader (one pass per epoch) when ``loader``
+    is given, else from random waveforms already on the device (``schedule.batches`` steps
+    per epoch)."""
+    module.train()
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    n = len(random_batch["label"])
+
+    def step(batch):
+        batch = features(batch)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits, _ = module(batch["spec"])
+        loss = soft_target_kl(logits, batch["target"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def data_epoch():
+        for batch in loader:
+            step(to_device(batch, device, audio))
+
+    def random_epoch():
+        for _ in range(schedule.batches):
+            step(dict(random_batch))
+
+    if loader is not None:
+        return steady_rate(data_epoch, len(loader) * n, schedule, device)
+    return steady_rate(random_epoch, schedule.batches * n, schedule, device)
+
+
+def bench_training(device: torch.device, clips, schedule: Schedule = FULL, precisions=("32", "bf16"),
+                   overrides: list[str] | None = None) -> list[dict]:
+    """Training rates of STAP-CRNN and the CNN, BC on/off, at each precision, with the data
+    pipeline (from ``clips``, :func:`~asc.bench.common.make_cached_litis`) and from random
+    tensors."""
+    from asc.config import validate
+
+    cfg = litis_shaped_config(overrides)
+    batch = cfg.data.batch_size
+    rows = []
+    for variant in ("stap", "cnn"):
+        for mix in ("bc", "none"):
+            for precision in precisions:
+                run_cfg = cfg.copy()
+                run_cfg.model.variant, run_cfg.augment.mix = variant, mix
+                validate(run_cfg)
+                setup = training_setup(run_cfg, clips.class_names, device)
+                loader = litis_loader(clips, segment_samples(cfg.data, cfg.data.sample_rate), batch,
+                                      min(cfg.data.num_workers, 2), device)
+                for pipeline in (True, False):
+                    rate = train_rate(*setup, loader if pipeline else None, device, precision, schedule)
+                    rows.append({"model": variant if variant == "cnn" else "stap-crnn", "mix": mix,
+                                 "precision": precision, "pipeline": "with data" if pipeline else "random tensors",
+                                 **rate, "batch": batch, "segment_s": cfg.data.segment_seconds,
+                                 "workers": loader.num_workers if pipeline else None})
+                del loader
+    return rows
+
+
+def _load_epoch(loader, device: torch.device, audio=None) -> None:
+    for batch in loader:
+        to_device(batch, device, audio)
+
+
+def bench_loader(device: torch.device, clips, schedule: Schedule = FULL, quick: bool = False,
+                 overrides: list[str] | None = None) -> list[dict]:
+    """``clips`` through the DataLoader alone (to the device) at each worker count and with
+    the audio on the device, and a float32 STAP-CRNN + BC training epoch from it, against
+    the random-tensor rate of the same step."""
+    from asc.config import validate
+
+    cfg = litis_shaped_config([*(overrides or []), "model.variant=stap", "augment.mix=bc"])
+    validate(cfg)
+    batch = cfg.data.batch_size
+    rows = []
+    setup = training_setup(cfg, clips.class_names, device)
+    random_rate = train_rate(*setup, None, device, "32", schedule)["clips_per_s"]
+    segment = segment_samples(cfg.data, cfg.data.sample_rate)
+    audio = DeviceAudio(clips.audio, np.arange(len(clips)), device)  # data.on_device: the audio held there
+    for workers in [*common.worker_counts(quick), "on device"]:
+        on_device = workers == "on device"
+        loader = litis_loader(clips, segment, batch, 0 if on_device else workers, device, on_device)
+        held = audio if on_device else None
+        alone = steady_rate(partial(_load_epoch, loader, device, held), len(loader) * batch, schedule, device)
+        train = train_rate(*setup, loader, device, "32", schedule, held)
+        rows.append({"workers": workers, "loader_clips_per_s": alone["clips_per_s"],
+                     "loader_epoch_clips_per_s": alone["epoch_clips_per_s"],
+                     "train_clips_per_s": train["clips_per_s"], "random_clips_per_s": random_rate,
+                     "ratio": train["clips_per_s"] / random_rate, "batch": batch, "clips": len(clips)})
+        del loader
+    return rows
+
+
+def bench_compile(device: torch.device, schedule: Schedule = FULL, overrides: list[str] | None = None) -> list[dict]:
+    """STAP-CRNN, no mixing, float32, random tensors: eager vs torch.compile'd network."""
+    rows = []
+    cfg = litis_shaped_config([*(overrides or []), "augment.mix=none"])
+    setup = training_setup(cfg, [f"class{c}" for c in range(common.N_LITIS_CLASSES)], device)
+    eager = train_rate(*setup, None, device, "32", schedule)
+    rows.append({"model": "stap-crnn", "mix": "none", "precision": "32", "pipeline": "random tensors, eager",
+                 **eager, "batch": cfg.data.batch_size, "segment_s": cfg.data.segment_seconds})
+    t0 = time.perf_counter()
+    try:
+        setup[0].model = torch.compile(setup[0].model)
+        compiled = train_rate(*setup, None, device, "32", schedule)
+        note = f"compiled (warm-up incl. compilation {time.perf_counter() - t0:.0f} s)"
+    except Exception as e:  # noqa: BLE001 - report, don't fail the benchmark
+        compiled = {"clips_per_s": float("nan")}
+        note = f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
+    rows.append({"model": "stap-crnn", "mix": "none", "precision": "32", "pipeline": f"random tensors, {note}",
+                 **compiled, "batch": cfg.data.batch_size, "segment_s": cfg.data.segment_seconds})
+    return rows
+
+
+def bench_complexity(overrides: list[str] | None = None) -> list[dict]:
+    """Parameters and MACs per second of audio of the benchmarked networks (LITIS-shaped)."""
+    from asc.models.complexity import complexity_from_config
+
+    cfgs = {name: litis_shaped_config([*(overrides or []), f"model.variant={v}"])
+            for name, v in (("stap-crnn", "stap"), ("cnn", "cnn"))}
+    return [{"model": name, **complexity_from_config(cfg, common.N_LITIS_CLASSES)} for name, cfg in cfgs.items()]

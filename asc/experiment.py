@@ -134,9 +134,8 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from asc.callbacks import AttentionPictures, ResumableCSVLogger, WandbSteps
+    from asc.callbacks import AtomicCheckpointIO, AttentionPictures, ResumableCSVLogger, WandbSteps
     from asc.data.datamodule import SceneDataModule
-    from asc.io import AtomicCheckpointIO
     from asc.module import SceneClassifier
     from asc.tracking import finish_fold_logging, stored_run_id, wandb_logger
 

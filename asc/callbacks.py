@@ -3,10 +3,10 @@
 - :class:`ResumableCSVLogger`: ``fold-<k>/metrics.csv``, appended to by a resumed fold;
 - :class:`WandbSteps`: the W&B step count of a fold, kept across a resume;
 - :class:`EpochLines`: one printed line per epoch (``logger.progress=epoch``);
-- :class:`AttentionPictures`: attention pictures of fixed clips, saved and logged to W&B.
+- :class:`AttentionPictures`: attention pictures of fixed clips, saved and logged to W&B;
+- :class:`AtomicCheckpointIO`: the checkpoint plugin, writing each checkpoint atomically.
 
-W&B itself is set up in :mod:`asc.tracking`; checkpoints are written by
-:class:`asc.io.AtomicCheckpointIO`.
+W&B itself is set up in :mod:`asc.tracking`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from asc.io import atomic_path, write_text_atomic
 from asc.tracking import log_images
 
 
@@ -87,8 +89,6 @@ class WandbSteps(Callback):
     def record(self, trainer, *_) -> None:
         if not trainer.is_global_zero:
             return
-        from asc.io import write_text_atomic
-
         try:
             write_text_atomic(self.step_file, str(self.logger.experiment.step))
         except Exception:  # noqa: BLE001 - e.g. W&B's service already gone on Ctrl-C: keep the last count
@@ -209,3 +209,14 @@ class AttentionPictures(Callback):
 
     def on_test_end(self, trainer, module) -> None:
         self.render(trainer, module, "test")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed into place: a run killed while
+    saving keeps the previous checkpoint intact instead of a truncated one."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)

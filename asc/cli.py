@@ -12,12 +12,11 @@ in :mod:`asc.commands`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import warnings
 from pathlib import Path
 
 from asc import commands
+from asc.console import quiet
 
 RESUME_HINT = ("finished folds and the last checkpoint (at most one epoch old) are kept; run the same command "
                "again to resume")
@@ -33,23 +32,6 @@ def _command_line() -> str:
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="YAML config merged over the defaults (e.g. experiments/demo.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_epochs=5")
-
-
-def _quiet() -> None:
-    """Keep the terminal for progress bars and tables, not library chatter."""
-    os.environ.setdefault("WANDB_SILENT", "true")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
-    warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-    warnings.filterwarnings("ignore", message=".*The number of training batches.*")
-    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
-    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists and is not empty.*")
-    import logging
-
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                 "lightning.fabric.utilities.seed"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def cmd_cv(args, only_first: bool = False) -> int:
@@ -220,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _quiet()
+    quiet()
     try:
         return args.func(args)
     except AscError as e:

@@ -2,8 +2,9 @@
 
 A :class:`Predictor` is the feature pipeline (front-end and band statistics) and the
 network of a checkpoint, with clip-level inference and attention stitching
-(:meth:`Predictor.analyse_clip`).  ``asc predict``, ``asc attention``, ``asc export``, the
-attention-picture callback and the notebooks use it; during training :meth:`Predictor.of`
+(:meth:`Predictor.analyse_clip`; the segment arithmetic is :mod:`asc.segments`).
+``asc predict``, ``asc attention``, ``asc export``, the attention-picture callback and the
+notebooks use it; during training :meth:`Predictor.of`
 wraps the live module's network and the DataModule's pipeline.  A checkpoint holds the
 network under ``state_dict`` (``model.*``) and the band statistics under the DataModule's
 key; the filterbank is rebuilt from the stored config.  Checkpoints are loaded with
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -27,54 +27,8 @@ from asc.errors import AscError
 from asc.features import frame_params, n_frames
 from asc.models import build_model
 from asc.pipeline import FeaturePipeline
-
-
-def aggregate_segments(logits: torch.Tensor, clip: torch.Tensor, n_clips: int, how: str = "mean_prob") -> torch.Tensor:
-    """Clip probabilities (n_clips, C) from segment logits (S, C) and their clip ids (S,).
-
-    ``mean_prob``: mean of segment probabilities; ``mean_logprob``: softmax of the mean
-    log-probability; ``vote``: share of segments voting for each class.
-    """
-    logits = logits.float()
-    counts = torch.zeros(n_clips, device=logits.device).index_add_(0, clip, torch.ones_like(clip, dtype=torch.float))
-    if how == "mean_prob":
-        per_seg = torch.softmax(logits, -1)
-    elif how == "mean_logprob":
-        per_seg = torch.log_softmax(logits, -1)
-    elif how == "vote":
-        per_seg = F.one_hot(logits.argmax(-1), logits.shape[-1]).float()
-    else:
-        raise ValueError(f"unknown aggregation {how!r}")
-    summed = torch.zeros(n_clips, logits.shape[-1], device=logits.device).index_add_(0, clip, per_seg)
-    mean = summed / counts[:, None]
-    return torch.softmax(mean, -1) if how == "mean_logprob" else mean
-
-
-def segment_taper(n: int):
-    """Overlap-add weights of a segment's ``n`` frames: a Hann taper, never zero.  Where
-    segments overlap, each frame is taken mostly from the segment that has it near its
-    middle; a segment's edge frames (distorted by padding, often given odd attention)
-    count little there, so segment boundaries leave no spikes or dips."""
-    i = torch.arange(n, dtype=torch.float32)
-    return torch.sin(math.pi * (i + 0.5) / n) ** 2
-
-
-def stitch_segments(pieces, n_frames: int):
-    """Per-frame values of overlapping segments stitched over a clip of ``n_frames``
-    frames: ``pieces`` holds ``(first_frame, values)`` per segment, ``values`` (L, ...) a
-    tensor; the result (n_frames, ...) is the :func:`segment_taper`-weighted mean of the
-    segments covering each frame (0 where none does).  A segment's values that sum to 1
-    keep that level: uniform attention stays flat at 1/L."""
-    out = weight = None
-    for first, values in pieces:
-        keep = max(0, min(len(values), n_frames - first))
-        values, w = values[:keep], segment_taper(len(values))[:keep]
-        if out is None:
-            out = torch.zeros((n_frames, *values.shape[1:]))
-            weight = torch.zeros(n_frames)
-        out[first:first + len(values)] += values * w.reshape(-1, *([1] * (values.dim() - 1)))
-        weight[first:first + len(values)] += w
-    return out / weight.clamp_min(1e-12).reshape(-1, *([1] * (out.dim() - 1)))
+from asc.segments import aggregate_segments, stitch_attention
+from asc.segments import stitch_segments as stitch_segments  # re-exported: part of this module's interface
 
 
 def build_network(cfg: DictConfig, n_classes: int) -> nn.Module:
@@ -158,22 +112,39 @@ class Predictor(nn.Module):
         ``segment_probs`` (S, C), ``starts`` (S,) in samples, ``spec`` (F, T) the
         standardised spectrogram of the whole clip (when ``with_spec``), and where the model has attention
         ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip (overlapping segments
-        averaged with a taper, :func:`stitch_segments`), ``spatial`` (D,)
+        averaged with a taper, :func:`~asc.segments.stitch_segments`), ``spatial`` (D,)
         averaged over segments, and ``uniform``, the level of uniform temporal attention
         (1 / frames of one segment).
         """
         was_training = self.training
         self.eval()
         wave = torch.as_tensor(np.asarray(wave, dtype=np.float32))
-        size = len(wave) if self.segment is None else min(len(wave), self.segment)
         hop_s = hop_seconds or self.cfg.data.eval_hop_seconds or (self.cfg.data.segment_seconds or 0) / 2
-        hop = max(1, int(round(hop_s * self.sample_rate)))
-        starts = segment_starts(len(wave), self.segment, hop)
+        starts = segment_starts(len(wave), self.segment, max(1, int(round(hop_s * self.sample_rate))))
+        logits, attention = self._segments(wave, starts, max_segments_per_batch)
+        out = {
+            "segment_probs": torch.softmax(logits, -1).numpy(),
+            "probs": aggregate_segments(logits, torch.zeros(len(logits), dtype=torch.long), 1,
+                                        self.cfg.eval.aggregate)[0].numpy(),
+            "starts": starts,
+        }
+        if with_spec:
+            out["spec"] = self.features(wave[None].to(self.device))[0].float().cpu().numpy()
+        if attention["temporal"]:
+            out.update(stitch_attention(attention, n_frames(len(wave), self.frontend.hop)))
+        self.train(was_training)
+        return out
+
+    def _segments(self, wave: torch.Tensor, starts: np.ndarray, batch: int) -> tuple[torch.Tensor, dict]:
+        """Segment logits (S, C) of the clip ``wave`` cut at ``starts`` (``batch`` segments
+        per forward pass) and, where the model has attention, each segment's attention:
+        ``temporal`` and ``mask`` as ``(first_frame, values)`` pieces on the clip's
+        spectrogram frames, ``spatial`` (one tensor per batch)."""
+        size = len(wave) if self.segment is None else min(len(wave), self.segment)
         frame_hop = self.frontend.hop
-        n_clip_frames = n_frames(len(wave), frame_hop)
-        logits_all, temporal, mask, spatial = [], [], [], []
-        for b in range(0, len(starts), max_segments_per_batch):
-            chunk = starts[b:b + max_segments_per_batch]
+        logits_all, attention = [], {"temporal": [], "mask": [], "spatial": []}
+        for b in range(0, len(starts), batch):
+            chunk = starts[b:b + batch]
             segs = torch.stack([wave[s:s + size] for s in chunk]).to(self.device)
             spec = self.features(segs)
             logits, attn = self(spec, self.valid_frames(torch.full((len(segs),), size, device=self.device),
@@ -186,25 +157,10 @@ class Predictor(nn.Module):
             for k, s in enumerate(chunk):
                 first = int(s) // frame_hop
                 # each attention frame covers `reduction` spectrogram frames; a_t is spread evenly
-                temporal.append((first, a[k].repeat_interleave(reduction) / reduction))
-                mask.append((first, m[k].repeat_interleave(reduction, 0) / reduction))
-            spatial.append(attn["spatial"].float().cpu())
-        logits = torch.cat(logits_all)
-        out = {
-            "segment_probs": torch.softmax(logits, -1).numpy(),
-            "probs": aggregate_segments(logits, torch.zeros(len(logits), dtype=torch.long), 1,
-                                        self.cfg.eval.aggregate)[0].numpy(),
-            "starts": starts,
-        }
-        if with_spec:
-            out["spec"] = self.features(wave[None].to(self.device))[0].float().cpu().numpy()
-        if temporal:
-            out["temporal"] = stitch_segments(temporal, n_clip_frames).numpy()
-            out["mask"] = stitch_segments(mask, n_clip_frames).numpy()
-            out["spatial"] = torch.cat(spatial).mean(0).numpy()
-            out["uniform"] = 1.0 / len(temporal[0][1])  # a_t of uniform attention, per frame of one segment
-        self.train(was_training)
-        return out
+                attention["temporal"].append((first, a[k].repeat_interleave(reduction) / reduction))
+                attention["mask"].append((first, m[k].repeat_interleave(reduction, 0) / reduction))
+            attention["spatial"].append(attn["spatial"].float().cpu())
+        return torch.cat(logits_all), attention
 
 
 def load(checkpoint: str | Path, device: str = "auto") -> Predictor:

@@ -1,7 +1,9 @@
 """Atomic file writes: a reader, or a kill at any moment, sees the old file or the new one.
 
 :func:`atomic_path` is the one temp-file-then-rename step; text, JSON, the decoded audio
-cache and Lightning checkpoints (:class:`AtomicCheckpointIO`) are all written through it.
+cache and Lightning checkpoints (:class:`asc.callbacks.AtomicCheckpointIO`) are all written
+through it.  No Lightning here: commands that never train import this module too, and
+importing Lightning costs seconds.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-
-from lightning.fabric.plugins import TorchCheckpointIO
 
 
 @contextlib.contextmanager
@@ -40,13 +40,3 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2))
 
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file and renamed into place: a run killed while
-    saving keeps the previous checkpoint intact instead of a truncated one."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            super().save_checkpoint(checkpoint, tmp, storage_options)

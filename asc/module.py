@@ -24,7 +24,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from asc.augment import soft_target_kl
 from asc.checkpoints import migrate as migrate_checkpoint
 from asc.checkpoints import stamp as stamp_checkpoint
-from asc.inference import aggregate_segments, build_network
+from asc.inference import build_network
+from asc.segments import aggregate_segments
 
 
 class SceneClassifier(L.LightningModule):

@@ -17,7 +17,7 @@ run that uses several threads (they agree with a sequential run at one thread:
 ``OMP_NUM_THREADS=1 asc cv ...``).
 
 A fold's child is ``python -m asc.parallel fold <experiment>/config.yaml <k> <complexity>``:
-it runs :func:`asc.experiment.run_fold` exactly as the sequential loop does (its own W&B
+it runs :func:`asc.fold.run_fold` exactly as the sequential loop does (its own W&B
 run, its own ``fold-<k>`` folder, resumed from ``last.ckpt``); the parent does everything
 else (skipping finished folds, bag-of-frames, results.json, the aggregate run).
 """
@@ -192,20 +192,21 @@ def fold_main(argv: list[str]) -> int:
     the command line's (0 done, 2 a user error, 130 interrupted, 143 SIGTERM, 1 a crash)."""
     import torch
 
-    from asc.cli import _quiet
+    from asc.console import quiet
 
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    _quiet()
+    quiet()
     config_path, fold, complexity = argv[0], int(argv[1]), json.loads(argv[2])
     from asc.config import load_config
     from asc.data import load_clipset
-    from asc.experiment import experiment_dir, run_fold
+    from asc.fold import run_fold
 
     try:
         cfg = load_config(config_path)
         print(f"fold {fold}: process {os.getpid()}, {torch.get_num_threads()} CPU thread(s)", flush=True)
-        run_fold(cfg, load_clipset(cfg.data), fold, experiment_dir(cfg), complexity)
+        # the experiment's folder is the one holding its config.yaml (written there by the parent)
+        run_fold(cfg, load_clipset(cfg.data), fold, Path(config_path).parent, complexity)
         return 0
     except AscError as e:
         print(f"error: {e}", file=sys.stderr)

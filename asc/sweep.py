@@ -11,39 +11,25 @@ table ranked by the sweep metric (mean ± std over folds) as CSV and Markdown.  
 with several values, a second table pools each configuration's seeds: mean ± std over
 all (seed, fold) results, and the spread of the per-seed means.
 
-Reading and expanding the sweep file is :mod:`asc.sweep_file`.
+Reading and expanding the sweep file is :mod:`asc.sweep_file`; the tables are :mod:`asc.sweep_tables`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
 import re
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from asc.errors import AscError
-from asc.sweep_file import base_arguments, expand, load_sweep, pin_parameters
-from asc.tables import format_markdown
+from asc.sweep_file import base_arguments, expand, load_sweep, pin_parameters, plain_value, short_value
+from asc.sweep_tables import percent, pool_seeds, table_row, write_tables
 
-__all__ = ["base_arguments", "expand", "load_sweep", "pin_parameters", "run_local", "run_name"]
-
-
-def _plain(value):
-    """A parameter value as JSON would carry it (1.0 -> 1), so that values coming back from
-    the W&B server name the same run as the values of the sweep file."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _short(value) -> str:
-    value = _plain(value)
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+__all__ = ["base_arguments", "expand", "load_sweep", "pin_parameters", "pool_seeds", "run_local", "run_name",
+           "write_tables"]
 
 
 def run_name(sweep_name: str, assignment: dict) -> str:
@@ -53,9 +39,9 @@ def run_name(sweep_name: str, assignment: dict) -> str:
     for ``asc sweep --local`` and for ``asc cv`` under ``wandb agent`` (see
     :func:`agent_assignment`)."""
     keys = sorted(assignment)
-    exact = json.dumps([[k, _plain(assignment[k])] for k in keys], default=str)
+    exact = json.dumps([[k, plain_value(assignment[k])] for k in keys], default=str)
     digest = hashlib.sha1(exact.encode()).hexdigest()[:6]
-    parts = [f"{k.split('.')[-1]}={_short(assignment[k])}" for k in keys]
+    parts = [f"{k.split('.')[-1]}={short_value(assignment[k])}" for k in keys]
     return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", f"{sweep_name}/{','.join(parts)}-{digest}")
 
 
@@ -83,48 +69,6 @@ def agent_overrides(config_file: str | None, overrides: list[str]) -> list[str]:
     return [f"experiment.sweep={sweep}", f"experiment.name={run_name(sweep, assignment)}"]
 
 
-def chosen_epoch_val_metrics(fold_dir: Path) -> dict:
-    """``val/acc`` and ``val/loss`` at the epoch the fold's test used (the first epoch of
-    highest val/acc: best.ckpt), read from ``fold-<k>/metrics.csv``; {} without a
-    validation split."""
-    path = Path(fold_dir) / "metrics.csv"
-    if not path.is_file():
-        return {}
-    best: dict = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("val/acc") and (not best or float(row["val/acc"]) > best["val/acc"]):
-                best = {"val/acc": float(row["val/acc"])}
-                if row.get("val/loss"):
-                    best["val/loss"] = float(row["val/loss"])
-    return best
-
-
-def with_val_metrics(results: dict, exp_dir: Path) -> dict:
-    """results.json content with ``val/acc`` and ``val/loss`` (at the chosen epoch) in each
-    fold row and in ``mean``/``std``: taken as they are when results.json holds them, else
-    read from each fold's metrics.csv."""
-    if "val/acc" in results.get("mean", {}):
-        return results
-    folds = [{**chosen_epoch_val_metrics(Path(exp_dir) / f"fold-{r['fold']}"), **r} for r in results["folds"]]
-    mean, std = dict(results["mean"]), dict(results["std"])
-    for key in ("val/acc", "val/loss"):
-        values = [r[key] for r in folds if key in r]
-        if values and len(values) == len(folds):
-            mean[key], std[key] = float(np.mean(values)), float(np.std(values))
-    return {**results, "folds": folds, "mean": mean, "std": std}
-
-
-def metric_value(results: dict, metric: str) -> tuple[float, float, list[float]]:
-    """(mean, std, per-fold values) of the sweep metric from a results.json (see
-    :func:`with_val_metrics` for val/* metrics); ``mean/test/acc`` and ``test/acc`` both
-    name the fold mean."""
-    key = metric.split("/", 1)[1] if metric.startswith(("mean/", "std/")) else metric
-    if key not in results["mean"]:
-        raise AscError(f"sweep metric {metric!r} is not in results.json (has: {', '.join(results['mean'])})")
-    return results["mean"][key], results["std"][key], [f[key] for f in results["folds"]]
-
-
 def run_local(path: str | Path, count: int | None = None,
               extra: list[str] | None = None, parallel: int = 1) -> tuple[list[dict], list[dict]]:
     """Run the sweep here; returns the table rows and the failed runs.  A configuration that fails (a bad
@@ -134,7 +78,6 @@ def run_local(path: str | Path, count: int | None = None,
     thread each on a CPU; output in ``<run>/log.txt``); each run's own
     ``cv.parallel_folds`` still applies inside it."""
     from asc.config import load_config
-    from asc.io import write_json_atomic
     from asc.parallel import check_parallel
 
     check_parallel(parallel, "--parallel")
@@ -145,39 +88,76 @@ def run_local(path: str | Path, count: int | None = None,
     output_dir = Path(load_config(config_file, base + extra).output_dir)
     assignments = expand(sweep, count)
     metric, goal = sweep["metric"]["name"], sweep["metric"].get("goal", "maximize")
-    rows, failed = [], []
-    runs = []  # (number, assignment, name, overrides, cfg) of the configurations that load
+    runs, failed = _load_runs(sweep["name"], assignments, config_file, base, extra, output_dir)
+    if parallel > 1 and runs:
+        rows, more = _run_parallel(sweep["name"], runs, len(assignments), config_file, output_dir, metric, parallel)
+    else:
+        rows, more = _run_sequential(sweep["name"], runs, len(assignments), output_dir, metric)
+    failed += more
+    if sweep["parameters"] != full["parameters"] and full.get("method", "grid") == "grid":
+        # a pinned part of the sweep: the table still lists every finished run of the whole grid
+        rows += _finished_elsewhere(full, output_dir, metric, rows, failed)
+    rows.sort(key=lambda r: r[metric], reverse=goal == "maximize")
+    _record(full, sweep, rows, failed, len(assignments), output_dir)
+    return rows, failed
+
+
+def _load_runs(sweep_name: str, assignments: list[dict], config_file: str | None, base: list[str],
+               extra: list[str], output_dir: Path) -> tuple[list, list[dict]]:
+    """The configurations of ``assignments`` that load, as (number, assignment, name,
+    overrides, cfg), and the failed runs of those that do not."""
+    from asc.config import load_config
+
+    runs, failed = [], []
     for n, assignment in enumerate(assignments, 1):
-        name = run_name(sweep["name"], assignment)
+        name = run_name(sweep_name, assignment)
         overrides = (base + [f"{k}={v}" for k, v in assignment.items()] + extra + [f"experiment.name={name}"])
         try:
             runs.append((n, assignment, name, overrides, load_config(config_file, overrides)))
         except Exception as e:  # noqa: BLE001 - one bad configuration must not stop the sweep
-            print(f"sweep {sweep['name']}: run {n} FAILED ({_reason(e)}); going on with the next run")
+            print(f"sweep {sweep_name}: run {n} FAILED ({_reason(e)}); going on with the next run")
             failed.append({**assignment, "experiment": str(output_dir / name), "error": _reason(e)})
-    if parallel > 1 and runs:
-        rows, more = _run_parallel(sweep["name"], runs, len(assignments), config_file, output_dir, metric, parallel)
-        failed += more
-    for n, assignment, name, _, cfg in runs if parallel == 1 else []:
-        print(f"\n=== sweep {sweep['name']}: run {n}/{len(assignments)}: "
-              f"{', '.join(f'{k}={_short(v)}' for k, v in assignment.items())}")
-        try:
-            from asc.experiment import run_cv
+    return runs, failed
 
+
+def _run_sequential(sweep_name: str, runs: list, total: int, output_dir: Path,
+                    metric: str) -> tuple[list[dict], list[dict]]:
+    """The sweep's runs one after the other in this process: their table rows and failed runs."""
+    from asc.experiment import run_cv
+
+    rows, failed = [], []
+    for n, assignment, name, _, cfg in runs:
+        print(f"\n=== sweep {sweep_name}: run {n}/{total}: "
+              f"{', '.join(f'{k}={short_value(v)}' for k, v in assignment.items())}")
+        try:
             rows.append(table_row(assignment, run_cv(cfg), metric, output_dir / name))
         except Exception as e:  # noqa: BLE001 - one bad configuration must not stop the sweep
-            print(f"sweep {sweep['name']}: run {n} FAILED ({_reason(e)}); going on with the next run")
+            print(f"sweep {sweep_name}: run {n} FAILED ({_reason(e)}); going on with the next run")
             failed.append({**assignment, "experiment": str(output_dir / name), "error": _reason(e)})
-    if sweep["parameters"] != full["parameters"] and full.get("method", "grid") == "grid":
-        # a pinned part of the sweep: the table still lists every finished run of the whole grid
-        ran = {r["experiment"] for r in rows} | {r["experiment"] for r in failed}
-        for assignment in expand(full):
-            exp_dir = output_dir / run_name(full["name"], assignment)
-            if str(exp_dir) not in ran and (exp_dir / "results.json").is_file():
-                results = json.loads((exp_dir / "results.json").read_text())
-                if results.get("complete"):
-                    rows.append(table_row(assignment, results, metric, exp_dir))
-    rows.sort(key=lambda r: r[metric], reverse=goal == "maximize")
+    return rows, failed
+
+
+def _finished_elsewhere(full: dict, output_dir: Path, metric: str, rows: list[dict], failed: list[dict]) -> list[dict]:
+    """Table rows of the finished runs of the whole grid ``full`` that this command did not
+    run (the other pinned parts of the sweep)."""
+    ran = {r["experiment"] for r in rows} | {r["experiment"] for r in failed}
+    more = []
+    for assignment in expand(full):
+        exp_dir = output_dir / run_name(full["name"], assignment)
+        if str(exp_dir) not in ran and (exp_dir / "results.json").is_file():
+            results = json.loads((exp_dir / "results.json").read_text())
+            if results.get("complete"):
+                more.append(table_row(assignment, results, metric, exp_dir))
+    return more
+
+
+def _record(full: dict, sweep: dict, rows: list[dict], failed: list[dict], total: int, output_dir: Path) -> None:
+    """The sweep's bookkeeping in ``<output_dir>/<sweep>/``: the tables (ranked ``rows``, and
+    pooled over seeds), sweep.json (the sweep file, rows, pooled rows, failed runs) and the
+    list of failed runs on the terminal."""
+    from asc.io import write_json_atomic
+
+    metric = sweep["metric"]["name"]
     out_dir = output_dir / sweep["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
     params = list(sweep["parameters"])
@@ -187,10 +167,9 @@ def run_local(path: str | Path, count: int | None = None,
     write_json_atomic(out_dir / "sweep.json", {"sweep": full, "rows": rows, "over_seeds": pooled,
                                                "failed": failed})
     if failed:
-        print(f"\n{len(failed)} of {len(assignments)} runs failed (listed in {out_dir / 'sweep.json'}):")
+        print(f"\n{len(failed)} of {total} runs failed (listed in {out_dir / 'sweep.json'}):")
         for r in failed:
             print(f"  {r['experiment']}: {r['error']}")
-    return rows, failed
 
 
 def _reason(e: Exception) -> str:
@@ -220,7 +199,7 @@ def _run_parallel(sweep_name: str, runs: list, total: int, config_file: str | No
     def started(job):
         number, assignment, _ = job.key
         print(f"=== sweep {sweep_name}: run {number}/{total} started: "
-              f"{', '.join(f'{k}={_short(v)}' for k, v in assignment.items())}", flush=True)
+              f"{', '.join(f'{k}={short_value(v)}' for k, v in assignment.items())}", flush=True)
 
     def finished(job):
         number, assignment, name = job.key
@@ -230,7 +209,7 @@ def _run_parallel(sweep_name: str, runs: list, total: int, config_file: str | No
                 raise AscError(last_error(job.log) or f"exit status {job.returncode}")
             rows.append(table_row(assignment, json.loads(results.read_text()), metric, output_dir / name))
             print(f"sweep {sweep_name}: run {number}/{total} finished in {job.seconds:.0f} s: {metric} "
-                  f"{_percent(rows[-1], metric)} %", flush=True)
+                  f"{percent(rows[-1], metric)} %", flush=True)
         except Exception as e:  # noqa: BLE001 - one bad configuration must not stop the sweep
             print(f"sweep {sweep_name}: run {number}/{total} FAILED ({_reason(e)}); log: {job.log}", flush=True)
             failed.append({**assignment, "experiment": str(output_dir / name), "error": _reason(e),
@@ -240,91 +219,3 @@ def _run_parallel(sweep_name: str, runs: list, total: int, config_file: str | No
     return rows, failed
 
 
-def table_row(assignment: dict, results: dict, metric: str, exp_dir: Path) -> dict:
-    """One experiment's line in the sweep table, from its results.json content."""
-    results = with_val_metrics(results, exp_dir)
-    mean, std, folds = metric_value(results, metric)
-    f1 = [f.get("test/macro_f1", float("nan")) for f in results["folds"]]
-    test = [f.get("test/acc", float("nan")) for f in results["folds"]]
-    return {**assignment, metric: mean, f"{metric} std": std, "macro_f1": float(np.mean(f1)),
-            "macro_f1 std": float(np.std(f1)), "test_acc": float(np.mean(test)), "test_acc std": float(np.std(test)),
-            "folds": len(folds), "fold_values": folds, "fold_macro_f1": f1, "fold_test_acc": test,
-            "experiment": str(exp_dir)}
-
-
-def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:
-    """One row per configuration of the parameters other than ``seed``, pooling its seeds:
-    mean and std over all (seed, fold) results and the std of the per-seed fold means
-    (how much the training seed alone moves the result).  Empty unless ``seed`` is a
-    parameter taking several values.  Ranked by the pooled mean (higher first)."""
-    if "seed" not in params or len({r["seed"] for r in rows}) < 2:
-        return []
-    others = [p for p in params if p != "seed"]
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[p] for p in others), []).append(r)
-    pooled = []
-    for key, runs in groups.items():
-        values = [v for r in runs for v in r["fold_values"]]
-        f1 = [v for r in runs for v in r["fold_macro_f1"]]
-        test = [v for r in runs for v in r.get("fold_test_acc", [])]
-        test_cols = {"test_acc": float(np.mean(test)), "test_acc std": float(np.std(test))} if test else {}
-        pooled.append({**test_cols, **dict(zip(others, key)), "seeds": sorted(r["seed"] for r in runs),
-                       metric: float(np.mean(values)), f"{metric} std": float(np.std(values)),
-                       f"{metric} seed std": float(np.std([r[metric] for r in runs])),
-                       "macro_f1": float(np.mean(f1)), "macro_f1 std": float(np.std(f1)), "results": len(values)})
-    return sorted(pooled, key=lambda r: r[metric], reverse=True)
-
-
-def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path,
-                 pooled: list[dict] | None = None) -> None:
-    """sweep.csv and sweep.md (every run, ranked), and with ``pooled`` (from
-    :func:`pool_seeds`) sweep_over_seeds.csv and a second table in sweep.md."""
-    stats = (metric, f"{metric} std", "macro_f1", "macro_f1 std")
-    # a validation metric ranks the runs; the test accuracy is reported beside it
-    beside = metric not in ("mean/test/acc", "test/acc") and all("test_acc" in r for r in rows)
-    test_head, test_md = (["test_acc mean", "test_acc std"], ["test acc (%)"]) if beside else ([], [])
-    _write_csv(out_dir / "sweep.csv",
-               ["rank", *params, f"{metric} mean", f"{metric} std", *test_head, "macro_f1 mean", "macro_f1 std",
-                "folds", "experiment"],
-               [[i, *(r[p] for p in params), *(f"{r[k]:.4f}" for k in stats[:2]),
-                 *((f"{r['test_acc']:.4f}", f"{r['test_acc std']:.4f}") if beside else ()),
-                 *(f"{r[k]:.4f}" for k in stats[2:]), r["folds"], r["experiment"]]
-                for i, r in enumerate(rows, 1)])
-    lines = format_markdown(["rank", *params, f"{metric} (%)", *test_md, "macro-F1 (%)", "folds"],
-                      [[i, *(_short(r[p]) for p in params), _percent(r, metric),
-                        *([_percent(r, "test_acc")] if beside else []), _percent(r, "macro_f1"), r["folds"]]
-                       for i, r in enumerate(rows, 1)])
-    if pooled:
-        others = [p for p in params if p != "seed"]
-        _write_csv(out_dir / "sweep_over_seeds.csv",
-                   ["rank", *others, "seeds", f"{metric} mean", f"{metric} std", f"{metric} seed std",
-                    "macro_f1 mean", "macro_f1 std", "results"],
-                   [[i, *(r[p] for p in others), " ".join(map(str, r["seeds"])),
-                     *(f"{r[k]:.4f}" for k in (*stats[:2], f"{metric} seed std", *stats[2:])), r["results"]]
-                    for i, r in enumerate(pooled, 1)])
-        lines += ["", "Pooled over seeds: mean ± std over every (seed, fold) result; seed std = std of the "
-                  "per-seed means.", ""]
-        beside = beside and all("test_acc" in r for r in pooled)
-        lines += format_markdown(["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", *test_md, "macro-F1 (%)",
-                            "results"],
-                           [[i, *(r[p] for p in others), ",".join(map(str, r["seeds"])), _percent(r, metric),
-                             f"{100 * r[metric + ' seed std']:.2f}", *([_percent(r, "test_acc")] if beside else []),
-                             _percent(r, "macro_f1"), r["results"]]
-                            for i, r in enumerate(pooled, 1)])
-    (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
-    print("\n" + "\n".join(lines))
-    print(f"\nsweep table: {out_dir / 'sweep.md'} and {out_dir / 'sweep.csv'}"
-          + (f" (pooled over seeds: {out_dir / 'sweep_over_seeds.csv'})" if pooled else ""))
-
-
-def _percent(row: dict, key: str) -> str:
-    """``row[key]`` ± ``row[key + ' std']`` in percent."""
-    return f"{100 * row[key]:.2f} ± {100 * row[key + ' std']:.2f}"
-
-
-def _write_csv(path: Path, head: list[str], body: list[list]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(head)
-        w.writerows(body)

@@ -1,6 +1,7 @@
 """A sweep file (W&B's sweep configuration format): reading and checking it, expanding its
 ``grid`` or ``random`` parameters into assignments, and pinning parameters from the command
-line.  Running the assignments, naming their runs and ranking them is :mod:`asc.sweep`."""
+line; its parameter values as JSON carries them and for reading.  Running the assignments and naming
+their runs is :mod:`asc.sweep`, their tables :mod:`asc.sweep_tables`."""
 
 from __future__ import annotations
 
@@ -104,3 +105,17 @@ def pin_parameters(sweep: dict, extra: list[str]) -> tuple[dict, list[str]]:
         else:
             rest.append(item)
     return {**sweep, "parameters": params}, rest
+
+
+def plain_value(value):
+    """A parameter value as JSON would carry it (1.0 -> 1), so that values coming back from
+    the W&B server name the same run as the values of the sweep file."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def short_value(value) -> str:
+    """A parameter value for reading: floats to 3 significant digits."""
+    value = plain_value(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

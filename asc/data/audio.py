@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asc.io import atomic_path, write_text_atomic
+
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64"}
 CACHE_VERSION = 2  # 2: truncated WAV files are caught (a cache of version 1 may hold them)
 
@@ -216,8 +218,6 @@ class AudioCache:
 
     def _build(self, data_path: Path, index_path: Path, progress: bool) -> list[dict]:
         from tqdm.auto import tqdm
-
-        from asc.io import atomic_path, write_text_atomic  # imports Lightning: only when a cache is built
 
         index, offset = [], 0
         chunk = 4 * self.workers

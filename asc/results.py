@@ -1,0 +1,108 @@
+"""An experiment's results: ``results.json`` rewritten as each fold's row arrives
+(:class:`FoldCollector`, the one collecting path of sequential and parallel folds), mean
+and std over folds, the confusion summed over folds, and the printed table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from asc.config import to_dict
+from asc.data.base import ClipSet
+from asc.io import write_json_atomic
+
+
+def aggregate(rows: list[dict]) -> tuple[dict, dict]:
+    keys = [k for k in rows[0] if k.startswith(("test/", "bof/", "val/")) and all(k in r for r in rows)]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    std = {k: float(np.std([r[k] for r in rows])) for k in keys}
+    return mean, std
+
+
+def cross_fold(rows: list[dict], class_names: list[str]) -> dict:
+    """The confusion matrix summed over folds (rows: true class, columns: predicted; the
+    usual summary over LITIS's 20 splits) and per-class accuracy, mean and std over folds."""
+    if not rows or any("confusion_matrix" not in r for r in rows):
+        return {}
+    total = np.sum([np.array(r["confusion_matrix"]) for r in rows], axis=0)
+    per_class = {c: [r["per_class_acc"][c] for r in rows if c in r.get("per_class_acc", {})] for c in class_names}
+    return {"confusion_matrix_sum": total.astype(int).tolist(), "class_names": list(class_names),
+            "per_class_acc": {"mean": {c: float(np.mean(v)) for c, v in per_class.items() if v},
+                              "std": {c: float(np.std(v)) for c, v in per_class.items() if v}}}
+
+
+def format_table(rows: list[dict], mean: dict, std: dict) -> str:
+    cols = [("fold", "fold"), ("n_train", "train"), ("n_val", "val"), ("n_test", "test"),
+            ("val/acc", "val acc %"), ("test/acc", "acc %"), ("test/macro_f1", "macro-F1 %")]
+    if rows and "bof/acc" in rows[0]:
+        cols.append(("bof/acc", "bag-of-frames acc %"))
+    cols.append(("seconds", "time s"))
+    from asc.tables import RULE
+    from asc.tables import format_table as plain_table
+
+    fmt = lambda k, v: "—" if v is None else f"{100 * v:.2f}" if k.startswith(("test/", "bof/", "val/")) else v  # noqa: E731
+    summary = [f"{100 * mean[k]:.2f}±{100 * std[k]:.2f}" if k in mean else "" for k, _ in cols]
+    summary[0] = "mean±std"
+    body = [[fmt(k, r.get(k)) for k, _ in cols] for r in rows] + [RULE, summary]
+    return plain_table([h for _, h in cols], body, align="r" * len(cols), widths=[max(len(h), 9) for _, h in cols])
+
+
+class FoldCollector:
+    """results.json of an experiment, rewritten atomically as each fold's row arrives (in
+    ``cv.folds`` order, whatever order they finish in): the one collecting path of the
+    sequential loop and of parallel folds, so mean, std, the bag-of-frames baseline and the
+    cross-fold confusion are the same either way."""
+
+    def __init__(self, cfg: DictConfig, clips: ClipSet, folds: list[int], exp_dir: Path, record: dict,
+                 complexity: dict, bof_feats):
+        self.cfg, self.clips, self.folds, self.exp_dir = cfg, clips, folds, exp_dir
+        self.record, self.complexity, self.bof_feats = record, complexity, bof_feats
+        self.by_fold: dict[int, dict] = {}
+
+    def result_path(self, k: int) -> Path:
+        return self.exp_dir / f"fold-{k}" / "result.json"
+
+    def finished(self, k: int) -> dict | None:
+        """The row of fold ``k`` when it finished earlier (said so on the terminal), else None."""
+        done = self.result_path(k)
+        if not done.exists():
+            return None
+        row = json.loads(done.read_text())
+        score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
+        print(f"fold {k}: already finished ({score}), skipping")
+        return row
+
+    def add(self, k: int, row: dict) -> dict:
+        """Take fold ``k``'s row (adding the bag-of-frames baseline) and rewrite results.json."""
+        if self.bof_feats is not None and self.cfg.cv.test and "bof/acc" not in row:
+            from asc.baselines import bag_of_frames_fold
+
+            row["bof/acc"] = bag_of_frames_fold(self.bof_feats, self.clips, k)
+            write_json_atomic(self.result_path(k), row)
+        self.by_fold[k] = row
+        write_json_atomic(self.exp_dir / "results.json", self.results())
+        return row
+
+    @property
+    def rows(self) -> list[dict]:
+        return [self.by_fold[k] for k in self.folds if k in self.by_fold]
+
+    def results(self) -> dict:
+        rows = self.rows
+        mean, std = aggregate(rows) if rows else ({}, {})
+        return {"experiment": self.cfg.experiment.name, "folds": rows, "mean": mean, "std": std,
+                "complete": len(rows) == len(self.folds), "config": to_dict(self.cfg),
+                **cross_fold(rows, self.clips.class_names), "reproducibility": self.record,
+                "complexity": self.complexity}
+
+    def summary(self) -> None:
+        results, cfg = self.results(), self.cfg
+        print()
+        print(f"experiment {cfg.experiment.name}: {self.clips.name}, model {cfg.model.name}"
+              f"{'/' + cfg.model.pooling if cfg.model.name == 'crnn' else ''}, mix {cfg.augment.mix}")
+        print(format_table(self.rows, results["mean"], results["std"]))
+        print(f"results: {self.exp_dir / 'results.json'}")

@@ -91,10 +91,11 @@ def fold_loggers(cfg: DictConfig, dm, fold: int, exp_dir: Path, run_id: str | No
 
 
 def fold_trainer(cfg: DictConfig, clips: ClipSet, dm, fold: int, fold_dir: Path, loggers: list, wb,
-                 resumed_from: int | None) -> tuple:
+                 resumed_from: int | None, extra_callbacks: tuple = ()) -> tuple:
     """The fold's Trainer (checkpoints written atomically) and its best-checkpoint callback
     (None without a validation split).  Callbacks: the two checkpoints, attention pictures,
-    early stopping and progress (:func:`training_extras`), the W&B step count."""
+    early stopping and progress (:func:`training_extras`), the W&B step count, and
+    ``extra_callbacks`` (a caller's own, e.g. the benchmark's timer)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -114,8 +115,8 @@ def fold_trainer(cfg: DictConfig, clips: ClipSet, dm, fold: int, fold_dir: Path,
     # the DataModule shards its own loaders across DDP ranks (seeded crops, every test clip once)
     trainer_kwargs = {"log_every_n_steps": 5, "use_distributed_sampler": False, **to_dict(cfg)["trainer"]}
     callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
-    extra_callbacks, trainer_kwargs = training_extras(cfg, fold, trainer_kwargs)
-    callbacks += extra_callbacks
+    extra, trainer_kwargs = training_extras(cfg, fold, trainer_kwargs)
+    callbacks += [*extra, *extra_callbacks]
     if wb is not None:
         steps = WandbSteps(wb, fold_dir / "wandb_step")
         callbacks.append(steps)
@@ -164,11 +165,12 @@ def finish_fold(cfg: DictConfig, clips: ClipSet, fold_dir: Path, module, wb, row
     write_json_atomic(fold_dir / "result.json", row)
 
 
-def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexity: dict | None = None) -> dict | None:
+def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexity: dict | None = None,
+             callbacks: tuple = ()) -> dict | None:
     """Train, select the checkpoint on validation (val/acc, ties broken by val/loss) and
     test it on one fold.  ``complexity`` (the network's size and compute, counted once by
-    :func:`~asc.experiment.run_cv`) goes into the fold's W&B config.  Returns the fold's
-    result row (None on ranks other than 0)."""
+    :func:`~asc.experiment.run_cv`) goes into the fold's W&B config; ``callbacks`` are added
+    to the fold's Trainer.  Returns the fold's result row (None on ranks other than 0)."""
     import lightning as L
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
@@ -188,7 +190,7 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     last = fold_dir / "checkpoints" / "last.ckpt"
     resumed_from = checkpoint_epoch(last)
     loggers, wb = fold_loggers(cfg, dm, fold, exp_dir, run_id, resumed_from, complexity)
-    trainer, best_ckpt = fold_trainer(cfg, clips, dm, fold, fold_dir, loggers, wb, resumed_from)
+    trainer, best_ckpt = fold_trainer(cfg, clips, dm, fold, fold_dir, loggers, wb, resumed_from, callbacks)
     if resumed_from is not None:
         print(f"fold {fold}: resuming from {last} (epoch {resumed_from}), W&B run {run_id}")
     started = time.time()

@@ -2,7 +2,7 @@
 
 * :func:`bench_litis_fold`: one LITIS-shaped fold (3 026 clips of 30 s at 22.05 kHz in a
   float16 cache, 19 classes, an official-like 80/20 split, the frozen litis config) through
-  :func:`asc.experiment.run_fold` with W&B off, a few epochs: training time per epoch
+  :func:`asc.fold.run_fold` with W&B off, a few epochs: training time per epoch
   (steady: the first epoch excluded), validation time per epoch, the final validation of the
   chosen checkpoint and the test, each timed by a Lightning callback (:class:`FoldTimes`);
   and from them an estimate of the whole 20-split protocol at the config's epochs;
@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
@@ -76,25 +75,6 @@ class FoldTimes(Callback):
         self.test_end.append(self._now() - self._start - self.test[-1])
 
 
-@contextlib.contextmanager
-def timed(callback: Callback):
-    """:func:`asc.experiment.run_fold` with ``callback`` among its Trainer's callbacks (added
-    where the fold adds the config's own, :func:`asc.experiment.training_extras`)."""
-    import asc.experiment as experiment
-
-    extras = experiment.training_extras
-
-    def with_timer(*args, **kwargs):
-        callbacks, trainer_kwargs = extras(*args, **kwargs)
-        return [*callbacks, callback], trainer_kwargs
-
-    experiment.training_extras = with_timer
-    try:
-        yield
-    finally:
-        experiment.training_extras = extras
-
-
 def fold_config(device: torch.device, epochs: int, tmp: Path, overrides: list[str] | None = None):
     cpu = device.type == "cpu"
     return litis_shaped_config([
@@ -109,7 +89,7 @@ def bench_litis_fold(device: torch.device, tmp: Path, n_clips: int = 3026, epoch
     """One LITIS-shaped fold through ``run_fold`` in ``tmp`` (its checkpoints stay there:
     the pictures section reuses the best one).  Times in seconds; ``steady_epoch_s`` is the
     median training epoch after the first (the first when there is only one)."""
-    from asc.experiment import run_fold
+    from asc.fold import run_fold
 
     cfg = fold_config(device, epochs, tmp, overrides)
     t0 = time.perf_counter()
@@ -117,8 +97,7 @@ def bench_litis_fold(device: torch.device, tmp: Path, n_clips: int = 3026, epoch
     cache_s = time.perf_counter() - t0
     times = FoldTimes(device)
     t0 = time.perf_counter()
-    with timed(times):
-        row = run_fold(cfg, clips, 1, tmp / cfg.experiment.name)
+    row = run_fold(cfg, clips, 1, tmp / cfg.experiment.name, callbacks=(times,))
     wall = time.perf_counter() - t0
     steady = times.train[1:] or times.train
     result = {"clips": n_clips, "clip_s": clip_seconds, "classes": len(clips.class_names),

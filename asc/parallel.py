@@ -66,7 +66,9 @@ def threads_per_child(n: int, cpu: bool) -> int:
 
 
 def child_env(threads: int) -> dict:
-    env = dict(os.environ)
+    # each child starts its own W&B service: one inherited from this process (WANDB_SERVICE)
+    # would outlive a crashed child and keep its run id "in use" when the fold is run again
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[key] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"  # the log shows progress as it happens

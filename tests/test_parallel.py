@@ -25,7 +25,7 @@ def test_parallel_folds_must_be_a_positive_integer(tmp_path):
         with pytest.raises(AscError, match="must be an integer >= 1"):
             check_parallel(bad)
     proc = asc("cv", f"output_dir={tmp_path}", "cv.parallel_folds=0", *TINY, cwd=tmp_path)
-    assert proc.returncode == 2 and "cv.parallel_folds=0 must be an integer >= 1" in proc.stderr
+    assert proc.returncode == 2 and "cv.parallel_folds=0 must be a positive number" in proc.stderr  # the config check
     assert "Traceback" not in proc.stderr
     proc = asc("cv", f"output_dir={tmp_path}", "cv.parallel_folds=two", *TINY, cwd=tmp_path)
     assert proc.returncode == 2 and "cv.parallel_folds" in proc.stderr and "Traceback" not in proc.stderr

@@ -16,6 +16,9 @@ TINY = TINY_MODEL + ["trainer.max_epochs=1", "trainer.enable_progress_bar=false"
 
 def asc(*args, cwd, env=None) -> subprocess.CompletedProcess:
     """Run ``python -m asc.cli *args`` in ``cwd`` as a user would; output captured as text
-    (``env``: variables added to this process's environment)."""
+    (``env``: variables added to this process's environment).  The command starts its own
+    W&B service, as from a shell: it does not inherit one that a test started in this
+    process (``WANDB_SERVICE``), which would keep an interrupted command's run "in use"."""
+    child = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     return subprocess.run([sys.executable, "-m", "asc.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600, env={**os.environ, **env} if env else None)
+                          timeout=600, env={**child, **(env or {})})

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from asc import commands
-from asc.console import quiet
+from asc.console import close_interrupted_wandb_run, quiet
 
 RESUME_HINT = ("finished folds and the last checkpoint (at most one epoch old) are kept; run the same command "
                "again to resume")
@@ -209,10 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        close_interrupted_wandb_run(130)
         print(f"\ninterrupted: {RESUME_HINT}: {_command_line()}", file=sys.stderr)
         return 130
     except SystemExit as e:
         if type(e).__name__ == "SIGTERMException":  # Lightning stops the fit loop on SIGTERM
+            close_interrupted_wandb_run(143)
             print(f"\nstopped by SIGTERM: {RESUME_HINT}: {_command_line()}", file=sys.stderr)
             return 143
         raise

@@ -24,3 +24,17 @@ def quiet() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
                  "lightning.fabric.utilities.seed"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def close_interrupted_wandb_run(exit_code: int) -> None:
+    """Write out and close the W&B run an interruption left open (exit code 130 or 143), so
+    that its history up to now reaches its files before the process ends; a resumed fold
+    continues the same run id.  Best effort: the metrics are in ``metrics.csv`` anyway."""
+    import sys
+
+    wandb = sys.modules.get("wandb")  # never imported: no run to close
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        try:
+            wandb.finish(exit_code=exit_code)
+        except Exception:  # noqa: BLE001 - a failing W&B must not hide the resume hint
+            pass

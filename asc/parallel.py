@@ -194,7 +194,7 @@ def fold_main(argv: list[str]) -> int:
     the command line's (0 done, 2 a user error, 130 interrupted, 143 SIGTERM, 1 a crash)."""
     import torch
 
-    from asc.console import quiet
+    from asc.console import close_interrupted_wandb_run, quiet
 
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -214,10 +214,12 @@ def fold_main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        close_interrupted_wandb_run(130)
         print("interrupted: the last checkpoint is kept", file=sys.stderr)
         return 130
     except SystemExit as e:
         if type(e).__name__ == "SIGTERMException":
+            close_interrupted_wandb_run(143)
             print("stopped by SIGTERM: the last checkpoint is kept", file=sys.stderr)
             return 143
         raise

@@ -55,6 +55,10 @@ TRAINER_RESERVED = {
     "callbacks": "asc adds its own checkpoint and attention-picture callbacks",
     "plugins": "asc sets its own checkpoint writer",
     "default_root_dir": "asc writes each fold under <output_dir>/<experiment>/fold-<k>/",
+    "use_distributed_sampler": "the DataModule shards its own loaders across processes (seeded crops, every "
+                               "evaluation clip once)",
+    "overfit_batches": "validation needs whole clips cut into segments, not training crops; for a quick check use "
+                       "trainer.limit_train_batches=2",
 }
 
 

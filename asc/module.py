@@ -62,6 +62,13 @@ class SceneClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         migrate_checkpoint(checkpoint)  # resuming a run written by an older version: same layout as now
 
+    def on_fit_start(self) -> None:
+        # the DataModule's band statistics, fitted here on every rank at once (after a resumed
+        # run restored them: then nothing to do), before the sanity check's first batch
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "ready"):
+            datamodule.ready(self.device)
+
     # ---------------------------------------------------------------- steps
     def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
         return self.model(spec, valid)

@@ -76,6 +76,8 @@ def test_variant_shorthand():
     ("trainer.max_epochs=0", "trainer.max_epochs=0 must be at least 1"),
     ("trainer.callbacks=[]", "trainer.callbacks cannot be set"),
     ("trainer.logger=false", "trainer.logger cannot be set"),
+    ("trainer.use_distributed_sampler=true", "trainer.use_distributed_sampler cannot be set"),
+    ("trainer.overfit_batches=2", "trainer.overfit_batches cannot be set"),
     ("trainer.enable_checkpointing=false", "trainer.enable_checkpointing=false cannot work"),
     ("trainer.precision=17", "trainer.precision=17 does not fit"),
 ])

@@ -132,13 +132,21 @@ class SceneDataModule(L.LightningDataModule):
         batches = (self.waves(b, device) for b in self.stats_dataloader())
         self.pipeline.to(device).fit(batches, device, reduce)
 
+    def ready(self, device: torch.device) -> None:
+        """The pipeline on ``device`` with fitted band statistics (a resumed run or a
+        checkpoint restored them).  Called at fit start on every rank (the DDP reduce needs
+        them all at the same point) and, for a lone validate/test, on the first batch.
+        Outside inference mode: buffers made under it could not be restored into later."""
+        with torch.inference_mode(False), torch.no_grad():
+            if self.pipeline.norm.mean.device != device:
+                self.pipeline.to(device)
+            if not self.pipeline.fitted:
+                self.fit_band_stats(device)
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         device = batch["label"].device
         batch = self.waves(batch, device)
-        if self.pipeline.norm.mean.device != device:
-            self.pipeline.to(device)
-        if not self.pipeline.fitted:  # a resumed run restored them from its checkpoint
-            self.fit_band_stats(device)
+        self.ready(device)
         # mixing and augmentation only while fitting: not in the sanity check, validation or test
         return self.pipeline.prepare(batch, training=self.trainer.training)
 

@@ -69,7 +69,9 @@ class SceneDataModule(L.LightningDataModule):
         return np.concatenate([self.train_idx, self.val_idx, self.test_idx])
 
     def setup(self, stage: str) -> None:
-        if self.data_cfg.on_device != "auto":
+        # decided once per fold: setup runs again for validate/test, when the audio already
+        # held on the device would make the free memory look smaller
+        if self.data_cfg.on_device != "auto" or self.device_audio is not None:
             return
         device = self.trainer.strategy.root_device
         self.on_device, line = use_device_audio("auto", device, audio_bytes(self.clips.audio, self.fold_indices),

@@ -133,9 +133,7 @@ def litis_loader(clips, segment: int, batch: int, workers: int, device: torch.de
 def to_device(batch: dict, device: torch.device, audio=None) -> dict:
     """A loader's batch on ``device``; rows are cut from ``audio`` (a DeviceAudio)."""
     batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-    if "rows" in batch:
-        batch["wave"], batch["length"] = audio.gather(batch.pop("rows"), batch.pop("width"))
-    return batch
+    return audio.cut(batch) if "rows" in batch else batch
 
 
 def worker_counts(quick: bool) -> list[int]:

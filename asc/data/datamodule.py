@@ -120,11 +120,12 @@ class SceneDataModule(L.LightningDataModule):
     def waves(self, batch: dict, device: torch.device) -> dict:
         """``batch`` on ``device`` with ``wave`` and ``length``: cut from the audio held on
         the device when the batch carries only rows."""
-        if "wave" not in batch:
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        if "rows" in batch:
             if self.device_audio is None or self.device_audio.device != device:
                 self.device_audio = DeviceAudio(self.clips.audio, self.fold_indices, device)
-            batch["wave"], batch["length"] = self.device_audio.gather(batch.pop("rows"), batch.pop("width"))
-        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = self.device_audio.cut(batch)
+        return batch
 
     def fit_band_stats(self, device: torch.device) -> None:
         """Fit the pipeline's band statistics on the fold's training clips (never the
@@ -139,6 +140,8 @@ class SceneDataModule(L.LightningDataModule):
         checkpoint restored them).  Called at fit start on every rank (the DDP reduce needs
         them all at the same point) and, for a lone validate/test, on the first batch.
         Outside inference mode: buffers made under it could not be restored into later."""
+        if self.pipeline.fitted and self.pipeline.norm.mean.device == device:
+            return  # every batch after the first: nothing to do
         with torch.inference_mode(False), torch.no_grad():
             if self.pipeline.norm.mean.device != device:
                 self.pipeline.to(device)

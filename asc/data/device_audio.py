@@ -76,3 +76,9 @@ class DeviceAudio:
         inside = pos[None, :] < size[:, None]
         index = torch.where(inside, (self.offsets[clip] + start)[:, None] + pos[None, :], 0)
         return self.audio[index].float() * inside, size
+
+    def cut(self, batch: dict) -> dict:
+        """``batch`` (on this device) with ``wave`` and ``length`` cut from its ``rows`` and
+        ``width`` (a loader's batch that only names its crops, :mod:`asc.data.batches`)."""
+        batch["wave"], batch["length"] = self.gather(batch.pop("rows"), batch.pop("width"))
+        return batch

@@ -59,6 +59,7 @@ class SceneDataModule(L.LightningDataModule):
                                                           self.data_cfg.fold_seed + fold)
         self.on_device = self.data_cfg.on_device == "on"  # auto is decided in setup, on the trainer's device
         self.device_audio: DeviceAudio | None = None
+        self._ready_on: torch.device | None = None  # where the pipeline last was made ready (see ready)
 
     @property
     def sizes(self) -> dict:
@@ -140,13 +141,14 @@ class SceneDataModule(L.LightningDataModule):
         checkpoint restored them).  Called at fit start on every rank (the DDP reduce needs
         them all at the same point) and, for a lone validate/test, on the first batch.
         Outside inference mode: buffers made under it could not be restored into later."""
-        if self.pipeline.fitted and self.pipeline.norm.mean.device == device:
-            return  # every batch after the first: nothing to do
+        if self._ready_on == device:
+            return  # every batch after the first: no look at the statistics (a device sync on a GPU)
         with torch.inference_mode(False), torch.no_grad():
             if self.pipeline.norm.mean.device != device:
                 self.pipeline.to(device)
             if not self.pipeline.fitted:
                 self.fit_band_stats(device)
+        self._ready_on = device
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         device = batch["label"].device
@@ -160,3 +162,4 @@ class SceneDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.pipeline.load_stats_state(state_dict["band_stats"])
+        self._ready_on = None

@@ -27,11 +27,11 @@ class SegmentClassifier(nn.Module):
     def __init__(self, model, with_frontend: bool = True):
         super().__init__()
         self.with_frontend = with_frontend
-        self.frontend, self.norm, self.net = model.frontend, model.norm, model.model
+        self.pipeline, self.net = model.pipeline, model.model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_frontend:
-            x = self.norm(self.frontend(x))
+            x = self.pipeline.features(x)
         logits, _ = self.net(x)
         return torch.softmax(logits, dim=-1)
 

@@ -140,6 +140,16 @@ class LogSpectrogram(nn.Module):
             return torch.log(spec.clamp_min(0) + self.log_eps)
 
 
+def subtract_clip_mean(logspec: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, F, T) log spectrogram minus each clip's per-band mean over its valid frames
+    ``valid`` (B, T) (all frames when None): a constant gain and a steady background
+    spectrum are removed, what changes over time is kept."""
+    if valid is None:
+        return logspec - logspec.mean(-1, keepdim=True)
+    w = valid.unsqueeze(1).to(logspec.dtype)
+    return logspec - (logspec * w).sum(-1, keepdim=True) / w.sum(-1, keepdim=True).clamp_min(1)
+
+
 class BandStandardizer(nn.Module):
     """Per-band standardisation with statistics accumulated from training data only.
 

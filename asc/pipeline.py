@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from asc.augment import mix_batch, mix_spectrogram
-from asc.features import BandStandardizer, LogSpectrogram, padding_mask
+from asc.features import BandStandardizer, LogSpectrogram, padding_mask, subtract_clip_mean
 from asc.registry import AUGMENTATIONS, call_with
 
 
@@ -42,6 +42,7 @@ class FeaturePipeline(nn.Module):
         self.augment_options = dict(OmegaConf.to_container(cfg.augment, resolve=True))  # stage keyword arguments
         self.frontend = LogSpectrogram.from_config(cfg.features, self.sample_rate)
         self.norm = BandStandardizer(int(cfg.features.n_bins))
+        self.clip_mean = bool(cfg.features.get("subtract_clip_mean", False))
 
     @property
     def hop(self) -> int:
@@ -52,9 +53,18 @@ class FeaturePipeline(nn.Module):
     def fitted(self) -> bool:
         return bool(self.norm.fitted)
 
-    def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """Standardised log spectrogram (B, F, T) of waveforms (B, N), in float32."""
-        return self.norm(self.frontend(wave))
+    def features(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Standardised log spectrogram (B, F, T) of waveforms (B, N) with ``lengths`` valid
+        samples (None: all), in float32."""
+        return self.norm(self.log_spectrogram(wave, lengths))
+
+    def log_spectrogram(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Log spectrogram (B, F, T), each clip's band means over its valid frames subtracted
+        when ``features.subtract_clip_mean``; what the band statistics are fitted on."""
+        spec = self.frontend(wave)
+        if self.clip_mean:
+            spec = subtract_clip_mean(spec, self.valid_frames(lengths, spec.shape[-1]))
+        return spec
 
     def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
         """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
@@ -67,8 +77,9 @@ class FeaturePipeline(nn.Module):
         ``length``), padding excluded.  ``reduce`` sums across processes (DDP: each rank
         passes its share of the clips)."""
         for batch in batches:
-            spec = self.frontend(batch["wave"].to(device))
-            self.norm.update(spec, self.valid_frames(batch["length"].to(device), spec.shape[-1]))
+            lengths = batch["length"].to(device)
+            spec = self.log_spectrogram(batch["wave"].to(device), lengths)
+            self.norm.update(spec, self.valid_frames(lengths, spec.shape[-1]))
         self.norm.finalize(reduce)
 
     def prepare(self, batch: dict, training: bool) -> dict:
@@ -87,7 +98,7 @@ class FeaturePipeline(nn.Module):
             if partners is not None:  # a mix holds sound wherever either partner does
                 lengths = torch.maximum(lengths, lengths[partners])
             batch["target"] = targets
-        spec = self.features(wave)
+        spec = self.features(wave, lengths)
         valid = self.valid_frames(lengths, spec.shape[-1])
         if training:
             spec = mix_spectrogram(a.mix, spec, partners, r)

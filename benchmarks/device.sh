@@ -13,24 +13,12 @@
 # the issue's H200 rates (about 1 300 clips/s with data: a LITIS-shaped epoch of ~2 200
 # clips in ~2 s, validation and test in a few seconds, the cache in ~20 s).
 #
-# Packages: when nnAudio, omegaconf or wandb are missing and .whl/ holds wheels (made on a
-# machine with network by ../shared/device/prepare-wheels.sh), they are installed into
-# /tmp/site without network and put on PYTHONPATH with this checkout; otherwise, when asc is
-# not importable, the package is installed into a fresh .venv (needs network).
+# Packages: see benchmarks/device_env.sh.
 #   OUT=/some/folder benchmarks/device.sh        # default OUT: .
 #   BENCH_ARGS=--quick benchmarks/device.sh       # smoke run (small counts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if ! $PY -c "import nnAudio, omegaconf, wandb" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-elif ! $PY -c "import asc, nnAudio, omegaconf, wandb" 2>/dev/null; then
-  test -x .venv/bin/python || $PY -m venv .venv
-  .venv/bin/python -m pip install -q -e . 2>&1 | grep -v "is ignored" || true
-  PY=.venv/bin/python
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout, also in the benchmark's child processes
+source benchmarks/device_env.sh
 export WANDB_MODE=disabled
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 OUT=${OUT:-.}

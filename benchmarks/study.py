@@ -51,13 +51,12 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
             ("aug-e80-maxaux", AUG + ["trainer.max_epochs=80", "model.max_aux_weight=1.0"]),
             ("aug-rnn2", AUG + ["model.rnn_layers=2"]),
         ]]
-    if name == "hard":  # sparse events, fold 1: poolings with and without the max-pooling auxiliary loss
+    if name == "hard":  # sparse events, fold 1: poolings (experiments/hard.yaml) and the clip-mean ablation
         jobs = []
         for pooling in ("stap", "temporal", "mean", "max"):
-            jobs += [(f"hard-{pooling}-aux1-s{s}", HARD + [f"model.pooling={pooling}", f"seed={s}"]) for s in SEEDS]
-            jobs.append((f"hard-{pooling}-aux0-s0", HARD + [f"model.pooling={pooling}", "model.max_aux_weight=0"]))
-        jobs += [(f"hard-stap-aux1-{n}-s0", HARD + o) for n, o in [
-            ("bc", ["augment.mix=bc"]), ("noroll", ["augment.roll=false"]), ("seg2", ["data.segment_seconds=2.0"])]]
+            jobs += [(f"hard-{pooling}-s{s}", HARD + [f"model.pooling={pooling}", f"seed={s}"]) for s in SEEDS]
+        jobs += [(f"hard-stap-nocm-s{s}", HARD + ["features.subtract_clip_mean=false", f"seed={s}"]) for s in SEEDS]
+        jobs.append(("hard-max-aux0-s0", HARD + ["model.pooling=max", "model.max_aux_weight=0"]))
         return jobs
     if name == "d":  # the frozen default recipe and its baselines on D, 5 folds
         three = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"]), ("mean-bc", ["model.pooling=mean"]),

@@ -49,3 +49,47 @@ def test_standardizer_uses_what_it_was_fed():
     torch.testing.assert_close(z.mean((0, 2)), torch.zeros(3), atol=1e-4, rtol=0)
     torch.testing.assert_close(z.std((0, 2)), torch.ones(3), atol=1e-3, rtol=0)
     assert set(dict(norm.named_buffers())) == {"mean", "std", "fitted"}  # saved in checkpoints
+
+
+def test_subtract_clip_mean_removes_a_per_clip_level_and_ignores_padding():
+    from asc.features import subtract_clip_mean
+
+    rng = torch.Generator().manual_seed(0)
+    spec = torch.randn(2, 4, 10, generator=rng)
+    shifted = spec + torch.tensor([3.0, -7.0])[:, None, None]  # a different gain per clip
+    torch.testing.assert_close(subtract_clip_mean(shifted), subtract_clip_mean(spec))
+    assert subtract_clip_mean(spec).mean(-1).abs().max() < 1e-6
+    valid = torch.arange(10)[None] < torch.tensor([10, 6])[:, None]
+    padded = spec.clone()
+    padded[1, :, 6:] = -100.0  # padding must not pull the second clip's mean down
+    out = subtract_clip_mean(padded, valid)
+    torch.testing.assert_close(out[1, :, :6], subtract_clip_mean(spec[1:, :, :6])[0])
+    torch.testing.assert_close(out[0], subtract_clip_mean(spec)[0])
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_clip_mean_pipeline_features_do_not_depend_on_the_clip_level(on):
+    """With features.subtract_clip_mean a clip 20 dB louder gives the same features
+    (padded in a batch or alone); without it they differ (the control)."""
+    from asc.config import load_config
+    from asc.pipeline import FeaturePipeline
+
+    cfg = load_config(overrides=["features.n_bins=16", f"features.subtract_clip_mean={str(on).lower()}"])
+    pipeline = FeaturePipeline(cfg, n_classes=2)
+    wave = 0.05 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor([16000, 8000])
+    wave[1, 8000:] = 0.0
+    pipeline.fit([{"wave": wave, "length": lengths}], torch.device("cpu"))
+    quiet = pipeline.features(wave, lengths)
+    loud = pipeline.features(10 * wave, lengths)
+    alone = pipeline.features(wave[1:, :8000])
+    n = alone.shape[-1] - 1  # the second clip's frames clear of its padding
+    diff = max((loud[0] - quiet[0]).abs().max(), (loud[1, :, :n] - quiet[1, :, :n]).abs().max())
+    if on:
+        assert diff < 0.02  # not 0: the log floor (log_eps) is not scaled with the clip
+        # the last valid frame straddles the padding (zeros in the batch, reflection alone)
+        # and moves the mean by 1/26 of its difference; 25 padding frames in the mean would
+        # move it by several units
+        torch.testing.assert_close(quiet[1, :, :n], alone[0, :, :n], atol=0.25, rtol=0)
+    else:
+        assert diff > 1.0

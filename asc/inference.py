@@ -96,10 +96,6 @@ class Predictor(nn.Module):
         """Standardised log spectrogram (B, F, T) of waveforms (B, N), in float32."""
         return self.pipeline.features(wave)
 
-    def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
-        """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
-        return self.pipeline.valid_frames(lengths, n_total)
-
     def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
         return self.model(spec, valid)
 
@@ -147,8 +143,7 @@ class Predictor(nn.Module):
             chunk = starts[b:b + batch]
             segs = torch.stack([wave[s:s + size] for s in chunk]).to(self.device)
             spec = self.features(segs)
-            logits, attn = self(spec, self.valid_frames(torch.full((len(segs),), size, device=self.device),
-                                                        spec.shape[-1]))
+            logits, attn = self(spec)  # every segment is `size` samples long: no padding
             logits_all.append(logits.float().cpu())
             if not attn:
                 continue

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from asc.augment import mix_batch, mix_spectrogram
-from asc.features import BandStandardizer, LogSpectrogram, padding_mask, subtract_clip_mean
+from asc.features import BandStandardizer, LogSpectrogram, n_frames, padding_mask, subtract_clip_mean
 from asc.registry import AUGMENTATIONS, call_with
 
 
@@ -56,15 +56,17 @@ class FeaturePipeline(nn.Module):
     def features(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Standardised log spectrogram (B, F, T) of waveforms (B, N) with ``lengths`` valid
         samples (None: all), in float32."""
-        return self.norm(self.log_spectrogram(wave, lengths))
+        return self.standardized(wave, self.valid_frames(lengths, n_frames(wave.shape[-1], self.hop)))
 
-    def log_spectrogram(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Log spectrogram (B, F, T), each clip's band means over its valid frames subtracted
-        when ``features.subtract_clip_mean``; what the band statistics are fitted on."""
+    def standardized(self, wave: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`features` given the frame mask ``valid`` (B, T) (None: no padding)."""
+        return self.norm(self.log_spectrogram(wave, valid))
+
+    def log_spectrogram(self, wave: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Log spectrogram (B, F, T), each clip's band means over its valid frames ``valid``
+        subtracted when ``features.subtract_clip_mean``; what the band statistics are fitted on."""
         spec = self.frontend(wave)
-        if self.clip_mean:
-            spec = subtract_clip_mean(spec, self.valid_frames(lengths, spec.shape[-1]))
-        return spec
+        return subtract_clip_mean(spec, valid) if self.clip_mean else spec
 
     def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
         """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
@@ -77,9 +79,9 @@ class FeaturePipeline(nn.Module):
         ``length``), padding excluded.  ``reduce`` sums across processes (DDP: each rank
         passes its share of the clips)."""
         for batch in batches:
-            lengths = batch["length"].to(device)
-            spec = self.log_spectrogram(batch["wave"].to(device), lengths)
-            self.norm.update(spec, self.valid_frames(lengths, spec.shape[-1]))
+            wave = batch["wave"].to(device)
+            valid = self.valid_frames(batch["length"].to(device), n_frames(wave.shape[-1], self.hop))
+            self.norm.update(self.log_spectrogram(wave, valid), valid)
         self.norm.finalize(reduce)
 
     def prepare(self, batch: dict, training: bool) -> dict:
@@ -98,8 +100,10 @@ class FeaturePipeline(nn.Module):
             if partners is not None:  # a mix holds sound wherever either partner does
                 lengths = torch.maximum(lengths, lengths[partners])
             batch["target"] = targets
-        spec = self.features(wave, lengths)
-        valid = self.valid_frames(lengths, spec.shape[-1])
+        # the loader's `padded` (decided on the host) spares a device sync per batch when no
+        # row is padded; a mix only lengthens rows, so it cannot add padding
+        valid = self.valid_frames(lengths, n_frames(wave.shape[-1], self.hop)) if batch.get("padded", True) else None
+        spec = self.standardized(wave, valid)
         if training:
             spec = mix_spectrogram(a.mix, spec, partners, r)
             spec = self.augmented("spec", spec, valid, lengths)

@@ -5,13 +5,12 @@
 # an end-to-end LITIS-shaped fold through asc cv's run_fold (3 026 clips of 30 s at 22.05 kHz
 # generated into a float16 cache, 4.2 GB on disk; 4 epochs; benchmarks/litis_b6efd54.yaml)
 # with epoch / validation / test times and the 20-split protocol estimate, files per second
-# of predict --attention (32 files), cv.parallel_folds 1 -> 2 -> 4 on a demo-like config,
+# of predict --attention (32 files), cv.parallel_folds 1 -> 4 on a demo-like config,
 # torch.compile, peak RSS and device memory.  Sections run in that order and
 # $OUT/bench_gpu.json is rewritten as each one finishes; the run is cut at BENCH_LIMIT_S
 # (default 285 s), keeping the sections it finished, and the tables of those are printed.
-# Not yet run on a GPU (no device in the sessions that wrote it): the sizes are chosen from
-# the H200 rates (about 1 300 clips/s with data: a LITIS-shaped epoch of ~2 200
-# clips in ~2 s, validation and test in a few seconds, the cache in ~20 s).
+# On an H200 (commit b645a69) the sections up to the pictures took 136 s, parallel folds
+# 1/2/4 about 135 s and torch.compile about 40 s; with 1 -> 4 it should take about 250 s.
 #
 # Packages: see benchmarks/device_env.sh.
 #   OUT=/some/folder benchmarks/device.sh        # default OUT: .

@@ -159,3 +159,24 @@ def test_training_step_on_very_different_lengths_is_finite(segment):
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
+
+
+def test_loader_says_on_the_host_whether_a_batch_is_padded_and_the_pipeline_trusts_it():
+    """Collate's ``padded`` flag (waves and device rows alike) lets the pipeline skip the
+    frame mask, and the device sync it costs, for batches without padding."""
+    full = [{"wave": torch.ones(800), "label": 0}, {"wave": torch.ones(800), "label": 1}]
+    short = [full[0], {"wave": torch.ones(300), "label": 1}]
+    assert Collate(False, 800)(full)["padded"] is False
+    assert Collate(False, 800)(short)["padded"] is True
+    rows = [{"rows": [(0, 0, 800)], "label": 0}, {"rows": [(1, 0, 800)], "label": 1}]
+    assert Collate(False, 800)(rows)["padded"] is False
+    assert Collate(False, 800)([rows[0], {"rows": [(1, 0, 300)], "label": 1}])["padded"] is True
+    cfg = load_config(overrides=["data.sample_rate=8000", "features.n_bins=16", "augment.mix=none"])
+    pipeline = FeaturePipeline(cfg, 2)
+    batch = Collate(False, 800)(short)
+    pipeline.fit([{**batch, "wave": batch["wave"]}], torch.device("cpu"))
+    assert pipeline.prepare(dict(batch), training=False)["valid"] is not None
+    trusted = pipeline.prepare({**batch, "padded": False}, training=False)
+    assert trusted["valid"] is None  # the host's word is taken: no mask computed
+    torch.testing.assert_close(pipeline.prepare(Collate(False, 800)(full), training=False)["spec"],
+                               pipeline.features(torch.ones(2, 800)))

@@ -76,9 +76,13 @@ def _pictures(p: dict) -> list[str]:
 
 def _parallel(rows: list[dict]) -> list[str]:
     cells = [[str(x["parallel_folds"]), f"{x['wall_s']:.1f}", f"{x['folds_per_min']:.2f}", f"{x['speedup']:.2f}",
+              f"{x['overlap_speedup']:.2f}" if "overlap_speedup" in x else "-",
               f"error: {x['error']}" if "error" in x else ""] for x in rows]
     return [f"asc cv, demo-like ({rows[0]['folds']} folds, {rows[0]['epochs']} epochs, start-up included)",
-            format_table(["parallel_folds", "wall s", "folds/min", "speed-up", ""], cells, align="rrrrl")]
+            format_table(["parallel_folds", "wall s", "folds/min", "speed-up", "in-fold speed-up", ""], cells,
+                         align="rrrrrl"),
+            "in-fold speed-up: N x mean fold time alone / mean fold time with N side by side "
+            "(process start-up left out)"]
 
 
 def format_result(r: dict) -> str:

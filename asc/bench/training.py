@@ -47,7 +47,7 @@ def training_setup(cfg, class_names: list[str], device: torch.device):
     opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
     n = cfg.data.batch_size
     batch = {"wave": 0.1 * torch.randn(n, segment_samples(cfg.data, cfg.data.sample_rate), device=device),
-             "label": torch.randint(0, len(class_names), (n,), device=device)}
+             "label": torch.randint(0, len(class_names), (n,), device=device), "padded": False}
     return module, opt, features, batch
 
 

@@ -147,7 +147,8 @@ class Collate:
     """Batches of crops (``segments=False``) or of whole clips' segments.  Rows are padded
     to ``min_length`` samples (the segment: fixed shapes) or to the batch's longest row,
     with ``length`` the valid samples of each row.  Items without ``wave`` (the audio is on
-    the device) give ``rows`` (R, 3) and ``width`` instead.  Segment batches add ``clip``
+    the device) give ``rows`` (R, 3) and ``width`` instead; ``padded`` says whether any row
+    is shorter than the batch.  Segment batches add ``clip``
     (each segment's clip position in the batch) and ``index`` (clip ids)."""
 
     def __init__(self, segments: bool, min_length: int = 0):
@@ -161,6 +162,10 @@ class Collate:
             rows = torch.tensor([row for it in items for row in it["rows"]], dtype=torch.long)
             batch["rows"], batch["length"] = rows, rows[:, 2].clone()
             batch["width"] = max(int(rows[:, 2].max()), self.min_length)
+        # whether any row is padded, known here on the host (the pipeline then needs no frame
+        # mask and does not have to ask the device)
+        width = batch["wave"].shape[-1] if "wave" in batch else batch["width"]
+        batch["padded"] = bool((batch["length"] < width).any())
         if self.segments:
             batch["clip"] = torch.cat([torch.full((len(it["rows"]),), k, dtype=torch.long)
                                        for k, it in enumerate(items)])

@@ -55,11 +55,12 @@ class DeviceAudio:
         for i in indices:
             offsets[i] = total
             total += store.length(int(i))
-        flat = torch.zeros(max(1, total), dtype=torch.float16)  # on the host first: one copy, no float32 blow-up
+        # allocated on the device and filled clip by clip: the host never holds more than one
+        # clip (a whole LITIS fold is 4 GB in float16; staged on the host it set the peak RSS)
+        self.audio = torch.zeros(max(1, total), dtype=torch.float16, device=device)
         for i in indices:
-            wave = store.get(int(i))
-            flat[offsets[i]:offsets[i] + len(wave)] = torch.from_numpy(np.asarray(wave, dtype=np.float32))
-        self.audio = flat.to(device)
+            wave = torch.from_numpy(np.asarray(store.get(int(i)), dtype=np.float32)).to(torch.float16)
+            self.audio[offsets[i]:offsets[i] + len(wave)].copy_(wave)
         self.offsets = torch.from_numpy(offsets).to(device)
         self.device = torch.device(device)
 

@@ -51,12 +51,14 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
             ("aug-e80-maxaux", AUG + ["trainer.max_epochs=80", "model.max_aux_weight=1.0"]),
             ("aug-rnn2", AUG + ["model.rnn_layers=2"]),
         ]]
-    if name == "hard":  # sparse events, fold 1: poolings (experiments/hard.yaml) and the clip-mean ablation
+    if name == "hard":  # sparse events, fold 1: poolings (experiments/hard.yaml), the clip-mean ablation, BC, CNN
         jobs = []
         for pooling in ("stap", "temporal", "mean", "max"):
             jobs += [(f"hard-{pooling}-s{s}", HARD + [f"model.pooling={pooling}", f"seed={s}"]) for s in SEEDS]
         jobs += [(f"hard-stap-nocm-s{s}", HARD + ["features.subtract_clip_mean=false", f"seed={s}"]) for s in SEEDS]
         jobs.append(("hard-max-aux0-s0", HARD + ["model.pooling=max", "model.max_aux_weight=0"]))
+        jobs += [(f"hard-stap-bc-s{s}", HARD + ["augment.mix=bc", f"seed={s}"]) for s in SEEDS]
+        jobs.append(("hard-cnn-s0", HARD + ["model.name=cnn"]))
         return jobs
     if name == "d":  # the frozen default recipe and its baselines on D, 5 folds
         three = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"]), ("mean-bc", ["model.pooling=mean"]),
@@ -119,6 +121,7 @@ def main() -> int:
                    help="overrides added to every job (e.g. trainer.max_epochs=1 for a smoke test)")
     a = p.parse_args()
     out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
     jobs = [(n, args + a.extra) for g in a.grids for n, args in grid(g) if not a.only or a.only in n]
     if any(needs_root(args) for _, args in jobs) and not a.data_root:
         raise SystemExit("these grids run on the folder data set: pass --data-root")

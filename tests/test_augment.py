@@ -144,3 +144,14 @@ def test_kl_loss():
     l2 = logits.clone().requires_grad_()
     (-(t * torch.log_softmax(l2, -1)).sum(1).mean()).backward()
     torch.testing.assert_close(l1.grad, l2.grad)
+
+
+def test_bc_mixer_equals_bc_mix_of_the_drawn_partners():
+    """The mixer computes each clip's gain once and reuses it for the clips that pick it as
+    a partner: the same mix as bc_mix of the batch and its partners."""
+    wave = 0.05 * torch.randn(8, 16000, generator=torch.Generator().manual_seed(0))
+    wave *= torch.logspace(-2, 0.5, 8)[:, None]  # gains 50 dB apart
+    torch.manual_seed(1)
+    mixed, targets, partners, r = mix_batch(wave, torch.arange(8) % 4, 4, "bc", 16000)
+    torch.testing.assert_close(mixed, bc_mix(wave, wave[partners], r, 16000), atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(mixed, (r[:, None] * wave + (1 - r[:, None]) * wave[partners]))  # not a plain mix

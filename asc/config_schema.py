@@ -76,9 +76,10 @@ class FeaturesConfig:
     fmin: float = 50.0  # Hz; set explicitly (nnAudio's Gammatone default is 0 Hz)
     fmax: Optional[float] = None  # Hz; None: sample_rate / 2
     log_eps: float = 1e-6  # log(x + eps) compression floor, power units
-    # subtract each clip's per-band mean log energy over its valid frames before the band
-    # standardiser: removes the clip's overall level and its steady background colour, so
-    # that short events stand out (sparse events in long clips; off for isolated sounds)
+    # subtract each row's per-band mean log energy over its valid frames before the band
+    # standardiser (a row: a training crop, an evaluation segment, or the whole clip when
+    # data.segment_seconds is null): removes the level and the steady background colour,
+    # so that short events stand out (sparse events in long clips; off for isolated sounds)
     subtract_clip_mean: bool = False
 
 

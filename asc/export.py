@@ -1,10 +1,11 @@
 """``asc export``: the network with its front-end as TorchScript or ONNX.
 
 The exported graph maps waveform segments (B, N) at the checkpoint's sample rate and
-segment length to class probabilities (B, C): front-end, standardisation and network in
-one file.  Clip decisions aggregate the segment probabilities (see ``predict``).  When the
-front-end cannot be exported, the network alone is written (input: standardised log
-spectrogram) and the sidecar JSON says how to compute its input.
+segment length to class probabilities (B, C): front-end (with the per-segment mean
+removal of ``features.subtract_clip_mean``), standardisation and network in one file.
+Clip decisions aggregate the segment probabilities (see ``predict``).  When the front-end
+cannot be exported, the network alone is written (input: standardised log spectrogram)
+and the sidecar JSON says how to compute its input.
 """
 
 from __future__ import annotations
@@ -96,11 +97,14 @@ def export(checkpoint: str, fmt: str, out: Path | None = None) -> dict:
     sidecar = {
         "format": fmt, "file": out.name, "classes": model.class_names, "sample_rate": model.sample_rate,
         "input": ("waveform segments (batch, samples), mono float32" if with_frontend else
-                  "standardised log spectrogram (batch, bands, frames)"),
+                  "standardised log spectrogram (batch, bands, frames): log(power + log_eps)"
+                  + (", minus each segment's mean over frames per band" if f.get("subtract_clip_mean") else "")
+                  + ", minus band_mean, divided by band_std"),
         "segment_samples": model.segment, "output": "class probabilities (batch, classes)",
         "clip_decision": f"{model.cfg.eval.aggregate} over evenly spaced segments covering the clip",
         "frontend": {"name": f.name, "n_bins": f.n_bins, "win_ms": f.win_ms, "hop_ms": f.hop_ms, "fmin": f.fmin,
-                     "fmax": f.fmax, "log_eps": f.log_eps, "included": with_frontend,
+                     "fmax": f.fmax, "log_eps": f.log_eps, "subtract_clip_mean": bool(f.get("subtract_clip_mean")),
+                     "included": with_frontend,
                      "band_mean": model.norm.mean.tolist(), "band_std": model.norm.std.tolist()},
         "note": note or "front-end, standardisation and network in one graph",
         "max_abs_diff_vs_checkpoint": float(np.abs(got - ref).max()),

@@ -41,7 +41,8 @@ def build_network(cfg: DictConfig, n_classes: int) -> nn.Module:
 
 
 class Predictor(nn.Module):
-    """Front-end -> band standardiser -> network, for whole clips of any length.
+    """Front-end (-> per-segment mean removal, ``features.subtract_clip_mean``) -> band
+    standardiser -> network, for whole clips of any length.
 
     Parameters
     ----------
@@ -106,7 +107,9 @@ class Predictor(nn.Module):
 
         Returns a dict of numpy arrays: ``probs`` (C,) clip probabilities,
         ``segment_probs`` (S, C), ``starts`` (S,) in samples, ``spec`` (F, T) the
-        standardised spectrogram of the whole clip (when ``with_spec``), and where the model has attention
+        standardised spectrogram of the whole clip (when ``with_spec``; with
+        ``features.subtract_clip_mean`` the whole clip's mean is removed, where the network
+        sees each segment's), and where the model has attention
         ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip (overlapping segments
         averaged with a taper, :func:`~asc.segments.stitch_segments`), ``spatial`` (D,)
         averaged over segments, and ``uniform``, the level of uniform temporal attention

@@ -1,5 +1,6 @@
-"""The feature pipeline: waveform batch -> gain and BC mix -> log spectrogram -> band
-standardiser -> frame mask -> spectrogram augmentation.
+"""The feature pipeline: waveform batch -> gain and BC mix -> log spectrogram and frame
+mask -> (each row's band means removed, ``features.subtract_clip_mean``) -> band
+standardiser -> spectrogram augmentation.
 
 :class:`FeaturePipeline` is owned by :class:`asc.data.datamodule.SceneDataModule`, which
 applies it in ``on_after_batch_transfer`` on the training device; the LightningModule only
@@ -19,7 +20,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from asc.augment import mix_batch, mix_spectrogram
-from asc.features import BandStandardizer, LogSpectrogram, n_frames, padding_mask, subtract_clip_mean
+from asc.features import BandStandardizer, LogSpectrogram, padding_mask, subtract_clip_mean
 from asc.registry import AUGMENTATIONS, call_with
 
 
@@ -56,17 +57,18 @@ class FeaturePipeline(nn.Module):
     def features(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Standardised log spectrogram (B, F, T) of waveforms (B, N) with ``lengths`` valid
         samples (None: all), in float32."""
-        return self.standardized(wave, self.valid_frames(lengths, n_frames(wave.shape[-1], self.hop)))
+        return self.norm(self.log_spectrogram(wave, lengths)[0])
 
-    def standardized(self, wave: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-        """:meth:`features` given the frame mask ``valid`` (B, T) (None: no padding)."""
-        return self.norm(self.log_spectrogram(wave, valid))
-
-    def log_spectrogram(self, wave: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Log spectrogram (B, F, T), each clip's band means over its valid frames ``valid``
-        subtracted when ``features.subtract_clip_mean``; what the band statistics are fitted on."""
+    def log_spectrogram(self, wave: torch.Tensor, lengths: torch.Tensor | None = None,
+                        padded: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log spectrogram (B, F, T) and its frame mask (B, T) (None when no row is padded;
+        ``padded=False``: the caller knows so, and no mask is built).  With
+        ``features.subtract_clip_mean`` each row's band means over its valid frames are
+        subtracted (a row: a training crop, an evaluation segment, or the whole clip when
+        ``data.segment_seconds`` is null).  What the band statistics are fitted on."""
         spec = self.frontend(wave)
-        return subtract_clip_mean(spec, valid) if self.clip_mean else spec
+        valid = self.valid_frames(lengths, spec.shape[-1]) if padded else None
+        return (subtract_clip_mean(spec, valid) if self.clip_mean else spec), valid
 
     def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
         """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
@@ -79,9 +81,7 @@ class FeaturePipeline(nn.Module):
         ``length``), padding excluded.  ``reduce`` sums across processes (DDP: each rank
         passes its share of the clips)."""
         for batch in batches:
-            wave = batch["wave"].to(device)
-            valid = self.valid_frames(batch["length"].to(device), n_frames(wave.shape[-1], self.hop))
-            self.norm.update(self.log_spectrogram(wave, valid), valid)
+            self.norm.update(*self.log_spectrogram(batch["wave"].to(device), batch["length"].to(device)))
         self.norm.finalize(reduce)
 
     def prepare(self, batch: dict, training: bool) -> dict:
@@ -102,8 +102,8 @@ class FeaturePipeline(nn.Module):
             batch["target"] = targets
         # the loader's `padded` (decided on the host) spares a device sync per batch when no
         # row is padded; a mix only lengthens rows, so it cannot add padding
-        valid = self.valid_frames(lengths, n_frames(wave.shape[-1], self.hop)) if batch.get("padded", True) else None
-        spec = self.standardized(wave, valid)
+        spec, valid = self.log_spectrogram(wave, lengths, padded=batch.get("padded", True))
+        spec = self.norm(spec)
         if training:
             spec = mix_spectrogram(a.mix, spec, partners, r)
             spec = self.augmented("spec", spec, valid, lengths)

@@ -4,7 +4,7 @@
 # 3.2 min each on an H200), then `asc attention`
 # on the attention models' best checkpoints (mass on the class event, 1.0 = chance).  The
 # small files (results.json, metrics.csv, logs, summary, attention scores) are copied to
-# $OUT; the checkpoints stay on the machine.  The grid is cut at HARD_LIMIT_S (default 300 s),
+# $OUT; the checkpoints stay on the machine (in $STUDY, a fresh folder unless given).  The grid is cut at HARD_LIMIT_S (default 300 s),
 # keeping the jobs it finished.  Packages: see benchmarks/device_env.sh.
 #   OUT=/some/folder benchmarks/device_hard.sh
 #   HARD_ARGS="--extra trainer.max_epochs=1" benchmarks/device_hard.sh   # smoke run
@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 source benchmarks/device_env.sh
 export WANDB_MODE=disabled
 OUT=${OUT:-.}
-STUDY=${STUDY:-/tmp/study-hard}
+STUDY=${STUDY:-$(mktemp -d /tmp/study-hard.XXXX)}  # fresh: study.py skips jobs it finds complete
 mkdir -p "$OUT"
+rm -f "$STUDY/summary.md"
 timeout --signal=INT --kill-after=10 "${HARD_LIMIT_S:-300}" \
   $PY benchmarks/study.py hard --out "$STUDY" --jobs "${HARD_JOBS:-20}" ${HARD_ARGS:-} > "$OUT/hard_study.log" 2>&1
 echo "hard grid: exit $?"

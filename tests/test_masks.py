@@ -180,3 +180,21 @@ def test_loader_says_on_the_host_whether_a_batch_is_padded_and_the_pipeline_trus
     assert trusted["valid"] is None  # the host's word is taken: no mask computed
     torch.testing.assert_close(pipeline.prepare(Collate(False, 800)(full), training=False)["spec"],
                                pipeline.features(torch.ones(2, 800)))
+
+
+@pytest.mark.parametrize("clip_mean", [False, True])
+@pytest.mark.parametrize("rate, win_ms, hop_ms, lengths", [
+    (44100, 30.0, 10.0, [44100, 20000]),  # an odd window: frames from the front-end, not a formula
+    (16000, 40.0, 20.0, [500, 200]),  # every row shorter than one window
+])
+def test_frame_mask_has_the_spectrogram_width(clip_mean, rate, win_ms, hop_ms, lengths):
+    cfg = load_config(overrides=[f"data.sample_rate={rate}", "features.n_bins=16", f"features.win_ms={win_ms}",
+                                 f"features.hop_ms={hop_ms}", f"features.subtract_clip_mean={str(clip_mean).lower()}"])
+    pipeline = FeaturePipeline(cfg, 2)
+    items = [{"wave": 0.1 * torch.randn(n, generator=torch.Generator().manual_seed(n)), "label": i}
+             for i, n in enumerate(lengths)]
+    batch = Collate(False)(items)
+    pipeline.fit([batch], torch.device("cpu"))
+    out = pipeline.prepare(dict(batch), training=False)
+    assert out["valid"] is not None and out["valid"].shape == (2, out["spec"].shape[-1])
+    assert torch.isfinite(out["spec"]).all()

@@ -127,6 +127,7 @@ def test_export_matches_checkpoint(checkpoint, tmp_path, fmt):
     assert proc.returncode == 0, proc.stderr[-3000:]
     side = json.loads(Path(str(out) + ".json").read_text())
     assert side["frontend"]["included"] and side["max_abs_diff_vs_checkpoint"] < 1e-4
+    assert side["frontend"]["subtract_clip_mean"] is False  # the sidecar says how the input was made
     model = load_model(checkpoint, "cpu")
     rng = np.random.default_rng(1)
     wave = torch.tensor(0.1 * rng.standard_normal((5, model.segment)), dtype=torch.float32)

@@ -171,6 +171,7 @@ def bench_parallel_folds(device: torch.device, quick: bool = False, levels: list
     alone = rows[0].get("fold_s")
     for r in rows:
         r["speedup"] = base / r["wall_s"]
-        if alone and r.get("fold_s"):  # N folds side by side, each fold timed inside its process
+        # N folds side by side (only when they run in full waves of N), each timed inside its process
+        if alone and r.get("fold_s") and levels[0] == 1 and n_folds % r["parallel_folds"] == 0:
             r["overlap_speedup"] = r["parallel_folds"] * mean(alone) / mean(r["fold_s"])
     return rows

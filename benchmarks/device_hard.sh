@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The method study's sparse-event grid (`benchmarks/study.py hard`: 20 jobs of fold 1,
+# The method study's sparse-event grid (`benchmarks/study.py hard`: 22 jobs of fold 1,
 # experiments/hard.yaml, side by side on one GPU, one CPU thread each; the first 16 took
 # 3.2 min each on an H200), then `asc attention`
 # on the attention models' best checkpoints (mass on the class event, 1.0 = chance).  The
@@ -17,7 +17,7 @@ STUDY=${STUDY:-$(mktemp -d /tmp/study-hard.XXXX)}  # fresh: study.py skips jobs 
 mkdir -p "$OUT"
 rm -f "$STUDY/summary.md"
 timeout --signal=INT --kill-after=10 "${HARD_LIMIT_S:-300}" \
-  $PY benchmarks/study.py hard --out "$STUDY" --jobs "${HARD_JOBS:-20}" ${HARD_ARGS:-} > "$OUT/hard_study.log" 2>&1
+  $PY benchmarks/study.py hard --out "$STUDY" --jobs "${HARD_JOBS:-22}" ${HARD_ARGS:-} > "$OUT/hard_study.log" 2>&1
 echo "hard grid: exit $?"
 pkill -INT -f "asc.cli cv" && sleep 3; pkill -KILL -f "asc.cli cv" || true  # jobs the cut left running
 ckpts=()

@@ -58,7 +58,7 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
         jobs += [(f"hard-stap-nocm-s{s}", HARD + ["features.subtract_clip_mean=false", f"seed={s}"]) for s in SEEDS]
         jobs.append(("hard-max-aux0-s0", HARD + ["model.pooling=max", "model.max_aux_weight=0"]))
         jobs += [(f"hard-stap-bc-s{s}", HARD + ["augment.mix=bc", f"seed={s}"]) for s in SEEDS]
-        jobs.append(("hard-cnn-s0", HARD + ["model.name=cnn"]))
+        jobs += [(f"hard-cnn-s{s}", HARD + ["model.name=cnn", f"seed={s}"]) for s in SEEDS]
         return jobs
     if name == "d":  # the frozen default recipe and its baselines on D, 5 folds
         three = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"]), ("mean-bc", ["model.pooling=mean"]),

@@ -19,6 +19,14 @@ def _steps(run_dir):
     return [r.history.step.num for r in records(log) if r.WhichOneof("record_type") == "history"]
 
 
+def _has_val_row(path) -> bool:
+    try:
+        with open(path) as f:
+            return any(r.get("val/acc") for r in csv.DictReader(f))
+    except OSError:
+        return False
+
+
 def test_ctrl_c_says_how_to_resume_and_the_resumed_fold_continues(tmp_path):
     args = ["cv", "experiment.name=int", f"output_dir={tmp_path}", "logger.mode=offline", "cv.folds=[1]",
             *[a for a in TINY if not a.startswith("trainer.max_epochs")], "trainer.max_epochs=12"]
@@ -26,7 +34,9 @@ def test_ctrl_c_says_how_to_resume_and_the_resumed_fold_continues(tmp_path):
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     fold = tmp_path / "int" / "fold-1"
     deadline = time.time() + 300
-    while not (fold / "checkpoints" / "last.ckpt").exists() or not (fold / "metrics.csv").exists():
+    # wait for the first checkpoint and a validation row on disk (the CSV file can exist
+    # before its first rows are flushed)
+    while not (fold / "checkpoints" / "last.ckpt").exists() or not _has_val_row(fold / "metrics.csv"):
         assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
         time.sleep(0.05)
     time.sleep(0.5)

@@ -68,7 +68,7 @@ def test_ddp_evaluation_counts_every_clip_once(tmp_path):
             "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
     proc = asc(*args, cwd=tmp_path)
     if proc.returncode < 0 and "terminate called without an active exception" in proc.stderr:
-        # known, rare (about 1 run in 10 under pytest, never reproduced from a shell): a rank
+        # known, rare (1 run in 17 under pytest here, never reproduced from a shell): a rank
         # of the 2-process gloo run aborts in C++; one retry in a fresh folder, any other
         # failure fails the test
         tmp_path = tmp_path / "retry"

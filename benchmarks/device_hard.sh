@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The method study's sparse-event grid (`benchmarks/study.py hard`: 22 jobs of fold 1,
 # experiments/hard.yaml, side by side on one GPU, one CPU thread each; the first 16 took
-# 3.2 min each on an H200), then `asc attention`
-# on the attention models' best checkpoints (mass on the class event, 1.0 = chance).  The
-# small files (results.json, metrics.csv, logs, summary, attention scores) are copied to
-# $OUT; the checkpoints stay on the machine (in $STUDY, a fresh folder unless given).  The grid is cut at HARD_LIMIT_S (default 300 s),
-# keeping the jobs it finished.  Packages: see benchmarks/device_env.sh.
+# 3.2 min each on an H200), then `asc attention` on the attention models' best checkpoints
+# (mass on the class event, 1.0 = chance).  The small files (results.json, metrics.csv,
+# logs, summary, attention scores) are copied to $OUT; the checkpoints stay on the machine
+# (in $STUDY, a fresh folder unless given).  The grid is cut at HARD_LIMIT_S (default
+# 300 s), keeping the jobs it finished.  Packages: see benchmarks/device_env.sh.
 #   OUT=/some/folder benchmarks/device_hard.sh
 #   HARD_ARGS="--extra trainer.max_epochs=1" benchmarks/device_hard.sh   # smoke run
 set -uo pipefail

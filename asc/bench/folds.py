@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from statistics import fmean
 
 import numpy as np
 import torch
@@ -167,11 +168,10 @@ def bench_parallel_folds(device: torch.device, quick: bool = False, levels: list
                 row["test_acc"] = res["mean"].get("test/acc")
             rows.append(row)
     base = rows[0]["wall_s"]
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     alone = rows[0].get("fold_s")
     for r in rows:
         r["speedup"] = base / r["wall_s"]
         # N folds side by side (only when they run in full waves of N), each timed inside its process
         if alone and r.get("fold_s") and levels[0] == 1 and n_folds % r["parallel_folds"] == 0:
-            r["overlap_speedup"] = r["parallel_folds"] * mean(alone) / mean(r["fold_s"])
+            r["overlap_speedup"] = r["parallel_folds"] * fmean(alone) / fmean(r["fold_s"])
     return rows

@@ -130,6 +130,9 @@ class OptimConfig:
     weight_decay: float = 1e-4
     scheduler: str = "cosine"  # cosine | none
     warmup_epochs: int = 1
+    # Exponential moving average of the weights, evaluated, selected and saved for inference
+    # in place of the trained weights: its time constant in epochs (null: off)
+    ema_epochs: Optional[float] = None
 
 
 @dataclass

@@ -70,7 +70,7 @@ class Predictor(nn.Module):
     def of(cls, module, pipeline: FeaturePipeline) -> Predictor:
         """A Predictor sharing the network of a live :class:`~asc.module.SceneClassifier`
         and the fitted pipeline of its DataModule (for pictures during training)."""
-        predictor = cls(module.cfg, module.class_names, module.hparams.get("fold"), pipeline, module.model)
+        predictor = cls(module.cfg, module.class_names, module.hparams.get("fold"), pipeline, module.eval_model)
         predictor.training = module.training
         return predictor
 
@@ -192,15 +192,11 @@ def load(checkpoint: str | Path, device: str = "auto") -> Predictor:
     except Exception as e:  # noqa: BLE001
         raise AscError(f"the config stored in {display_name(path)!r} does not fit this version of asc ({e})") from None
     model = Predictor(cfg, hp["class_names"], hp.get("fold"))
-    network_state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     stats = ckpt.get(DATAMODULE_KEY, {}).get("band_stats")
     try:
-        if len(network_state) != len(ckpt["state_dict"]):
-            extra = sorted(k for k in ckpt["state_dict"] if not k.startswith("model."))
-            raise RuntimeError(f"state_dict:\n  unexpected keys {extra[:3]}")
         if stats is None:
             raise RuntimeError(f"no band statistics:\n  {DATAMODULE_KEY!r} holds no 'band_stats'")
-        model.model.load_state_dict(network_state, strict=True)
+        model.model.load_state_dict(network_weights(ckpt["state_dict"], cfg), strict=True)
         model.pipeline.load_stats_state(stats)
     except RuntimeError as e:
         detail = "; ".join(line.strip() for line in str(e).splitlines()[1:3])
@@ -211,6 +207,17 @@ def load(checkpoint: str | Path, device: str = "auto") -> Predictor:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise AscError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
     return model.to(device).eval()
+
+
+def network_weights(state_dict: dict, cfg: dict) -> dict:
+    """The weights of the network a checkpoint's ``state_dict`` serves for inference: its
+    weight average (``ema.*``, with ``optim.ema_epochs``), which is what validation chose
+    the checkpoint by, or else the trained network (``model.*``)."""
+    extra = sorted(k for k in state_dict if not k.startswith(("model.", "ema.module.")))
+    if extra:
+        raise RuntimeError(f"state_dict:\n  unexpected keys {extra[:3]}")
+    prefix = "ema.module." if cfg["optim"].get("ema_epochs") else "model."
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
 def checkpoint_file_problem(path: Path) -> str | None:

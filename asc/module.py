@@ -11,6 +11,7 @@ alone is enough to classify new audio (:func:`asc.inference.load`).
 
 from __future__ import annotations
 
+import copy
 import math
 
 import lightning as L
@@ -26,6 +27,42 @@ from asc.checkpoints import migrate as migrate_checkpoint
 from asc.checkpoints import stamp as stamp_checkpoint
 from asc.inference import build_network
 from asc.segments import aggregate_segments
+
+
+class WeightAverage(torch.nn.Module):
+    """Exponential moving average of a network's weights and float buffers (BatchNorm
+    statistics), kept beside the trained network (``optim.ema_epochs``).
+
+    Parameters
+    ----------
+    network : nn.Module
+        The trained network; the average starts as a copy of it.
+    epochs : float
+        Time constant of the average in epochs: the weight of a step decays by 1/e over
+        ``epochs`` epochs of optimizer steps, whatever the size of the data set.
+    """
+
+    def __init__(self, network: torch.nn.Module, epochs: float):
+        super().__init__()
+        self.module = copy.deepcopy(network)
+        self.module.requires_grad_(False)
+        self.epochs = float(epochs)
+
+    def decay(self, step: int, steps_per_epoch: float) -> float:
+        """Decay after optimizer step ``step`` (0-based): exp(-1 / steps of the time
+        constant), lower for the first steps ((1 + step) / (10 + step)) so that the
+        average does not hold on to the untrained initialisation."""
+        return min(math.exp(-1.0 / (self.epochs * max(1.0, steps_per_epoch))), (1 + step) / (10 + step))
+
+    @torch.no_grad()
+    def update(self, network: torch.nn.Module, decay: float) -> None:
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [*network.parameters(), *network.buffers()]
+        floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        torch._foreach_lerp_([a for a, _ in floats], [c.detach() for _, c in floats], 1.0 - decay)
+        for a, c in zip(averaged, current):
+            if not a.is_floating_point():  # BatchNorm's batch counter
+                a.copy_(c)
 
 
 class SceneClassifier(L.LightningModule):
@@ -46,6 +83,10 @@ class SceneClassifier(L.LightningModule):
         self.class_names = list(class_names)
         self.sample_rate = int(self.cfg.data.sample_rate)
         self.model = build_network(self.cfg, len(class_names))
+        # the weight average is what validation, test, checkpoint selection and inference see
+        ema_epochs = self.cfg.optim.get("ema_epochs")
+        self.ema = WeightAverage(self.model, ema_epochs) if ema_epochs else None
+        self._averaged_steps = 0  # optimizer steps folded into the average (by this process)
         n = len(class_names)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_metrics", MetricCollection({
@@ -70,8 +111,21 @@ class SceneClassifier(L.LightningModule):
             datamodule.ready(self.device)
 
     # ---------------------------------------------------------------- steps
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The network evaluated and saved for inference: the weight average where there is one."""
+        return self.model if self.ema is None else self.ema.module
+
     def forward(self, spec: torch.Tensor, valid: torch.Tensor | None = None):
         return self.model(spec, valid)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        step = self.trainer.global_step  # optimizer steps so far (a host int: no device sync)
+        if self.ema is None or step <= self._averaged_steps:  # no step taken (gradient accumulation)
+            return
+        steps_per_epoch = self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
+        self.ema.update(self.model, self.ema.decay(step - 1, steps_per_epoch))
+        self._averaged_steps = step
 
     def training_step(self, batch, batch_idx):
         logits, attn = self(batch["spec"], batch["valid"])
@@ -84,7 +138,7 @@ class SceneClassifier(L.LightningModule):
         return loss
 
     def _eval_step(self, batch, stage: str):
-        logits, _ = self(batch["spec"], batch["valid"])
+        logits, _ = self.eval_model(batch["spec"], batch["valid"])
         probs = aggregate_segments(logits, batch["clip"], len(batch["label"]), self.cfg.eval.aggregate)
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-8)), batch["label"])
         metrics = getattr(self, f"{stage}_metrics")

@@ -51,6 +51,10 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
             ("aug-e80-maxaux", AUG + ["trainer.max_epochs=80", "model.max_aux_weight=1.0"]),
             ("aug-rnn2", AUG + ["model.rnn_layers=2"]),
         ]]
+    if name == "tune-ema":  # the weight average's time constant on D, validation only, default recipe
+        models = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
+        return [(f"tune-ema-{n}-{e}", D + ["cv.test=false", "cv.bag_of_frames=false", f"optim.ema_epochs={e}"] + o)
+                for n, o in models for e in ("null", "2", "8")]
     if name == "hard":  # sparse events, fold 1: poolings (experiments/hard.yaml), the clip-mean ablation, BC, CNN
         jobs = []
         for pooling in ("stap", "temporal", "mean", "max"):
@@ -71,7 +75,7 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
     if name == "demo":  # the embedded scenes with the default recipe (experiments/demo.yaml), 4 folds
         variants = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"])]
         return [(f"demo-{n}-s{s}", DEMO + o + [f"seed={s}"]) for n, o in variants for s in SEEDS]
-    raise SystemExit(f"unknown grid {name!r}; choose one of: tune-d, hard, d, demo")
+    raise SystemExit(f"unknown grid {name!r}; choose one of: tune-d, tune-ema, hard, d, demo")
 
 
 def needs_root(args: list[str]) -> bool:
@@ -111,7 +115,7 @@ def summarise(name: str, results: Path, took: float, rc: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("grids", nargs="+", help="tune-d, hard, d, demo")
+    p.add_argument("grids", nargs="+", help="tune-d, tune-ema, hard, d, demo")
     p.add_argument("--out", default="runs/study", help="output folder (default runs/study)")
     p.add_argument("--data-root", help="folder of the real office sounds (grids on D)")
     p.add_argument("--jobs", type=int, default=1, help="experiments run side by side")

@@ -1,5 +1,7 @@
 """The LightningModule: mixing only while fitting, features on the batch's device."""
 
+import math
+
 import lightning as L
 import numpy as np
 import torch
@@ -9,7 +11,8 @@ from asc.config import load_config, to_dict
 from asc.data import load_clipset
 from asc.data.datamodule import SceneDataModule
 from asc.features import LogSpectrogram
-from asc.module import SceneClassifier
+from asc.inference import load
+from asc.module import SceneClassifier, WeightAverage
 from asc.pipeline import FeaturePipeline
 from helpers.cli import TINY_MODEL as TINY
 
@@ -67,3 +70,55 @@ def test_frontend_matches_numpy_reference():
         assert got.shape == ref.shape
         assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-4
 
+
+
+def test_weight_average_is_an_exponential_average_of_weights_and_buffers():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(net, epochs=2.0)
+    before = {k: v.clone() for k, v in average.module.state_dict().items()}
+    with torch.no_grad():
+        for t in [*net.parameters(), *net.buffers()]:
+            t.add_(1)  # a step that moves every weight and statistic by 1 (the counter too)
+    average.update(net, decay=0.75)
+    after = average.module.state_dict()
+    for key, old in before.items():
+        if old.is_floating_point():
+            torch.testing.assert_close(after[key], old + 0.25)  # 0.75 * old + 0.25 * (old + 1)
+        else:
+            assert torch.equal(after[key], net.state_dict()[key])  # BatchNorm's batch counter is copied
+    assert not any(p.requires_grad for p in average.module.parameters())
+    assert average.decay(0, steps_per_epoch=10) == 0.1  # the first steps barely remember the start
+    assert abs(average.decay(10_000, steps_per_epoch=10) - math.exp(-1 / 20)) < 1e-12
+
+
+def test_validation_and_saved_checkpoint_use_the_weight_average(tmp_path):
+    cfg = load_config(overrides=TINY + ["optim.ema_epochs=3"])
+    clips = load_clipset(cfg.data)
+    module = SceneClassifier(to_dict(cfg), clips.class_names, 1)
+    dm = SceneDataModule(clips, 1, cfg)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, dm)
+    trained = {k: v.clone() for k, v in module.model.state_dict().items()}
+    averaged = module.ema.module.state_dict()
+    assert any(not torch.allclose(trained[k], averaged[k]) for k in trained)  # the average lags behind
+
+    def val_loss():
+        return trainer.validate(module, dm, verbose=False)[0]["val/loss"]
+
+    with_average = val_loss()
+    ema, module.ema = module.ema, None
+    with_trained = val_loss()
+    module.model.load_state_dict(ema.module.state_dict())  # the trained network given the average's weights
+    assert val_loss() == with_average != with_trained
+    module.model.load_state_dict(trained)
+    module.ema = ema
+
+    path = tmp_path / "ema.ckpt"
+    trainer.save_checkpoint(path)
+    stored = torch.load(path, weights_only=True)["state_dict"]
+    predictor = load(path, device="cpu")
+    for name, value in predictor.model.state_dict().items():  # inference gets the average, not the trained net
+        assert torch.equal(value, stored[f"ema.module.{name}"])
+    assert all(torch.equal(stored[f"model.{k}"], v) for k, v in trained.items())  # resuming gets the trained net
+    assert any(not torch.equal(stored[f"ema.module.{k}"], v) for k, v in trained.items())

@@ -155,34 +155,34 @@ class AttentionPictures(Callback):
         if not trainer.is_global_zero or not clip_ids:
             return
         from asc.inference import Predictor
-        from asc.viz import attention_figure, band_frequencies, picture_name, save
+        from asc.viz import PictureWriter, band_frequencies, picture_name, picture_workers
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        figs, captions, rows = [], [], []
+        pngs, captions, rows = [], [], []
         # the live module's network with the DataModule's fitted front-end and statistics
         # (or a loaded Predictor as it is)
         predictor = module if isinstance(module, Predictor) else Predictor.of(module, trainer.datamodule.pipeline)
         hop_s = predictor.frontend.hop / predictor.sample_rate
-        for i in clip_ids:
-            analysis = predictor.analyse_clip(self.clips.audio.get(i))
-            true = self.clips.class_names[self.clips.labels[i]]
-            pred = self.clips.class_names[int(analysis["probs"].argmax())]
-            caption = f"{self.clips.items[i]}: true {true}, predicted {pred} ({tag})"
-            events = self.clips.events[i] if self.clips.events else None
-            figs.append(attention_figure(analysis, hop_s, caption, events, self.clips.class_names,
-                                         band_frequencies(predictor.frontend)))
-            captions.append(caption)
-            rows.append((i, true, pred, float(analysis["probs"].max()), analysis, events))
+        # drawn by background processes while the next clips are analysed
+        with PictureWriter(picture_workers(len(clip_ids))) as pictures:
+            for i in clip_ids:
+                analysis = predictor.analyse_clip(self.clips.audio.get(i))
+                true = self.clips.class_names[self.clips.labels[i]]
+                pred = self.clips.class_names[int(analysis["probs"].argmax())]
+                caption = f"{self.clips.items[i]}: true {true}, predicted {pred} ({tag})"
+                events = self.clips.events[i] if self.clips.events else None
+                pngs.append(self.out_dir / picture_name(self.clips.items[i], true, f"{tag}-"))
+                pictures.draw(pngs[-1], analysis, hop_s, caption, events, self.clips.class_names,
+                              band_frequencies(predictor.frontend))
+                captions.append(caption)
+                rows.append((i, true, pred, float(analysis["probs"].max()), analysis, events))
         for lg in trainer.loggers:
             if isinstance(lg, WandbLogger):
-                log_images(lg, "test/attention" if tag == "test" else "val/attention", figs, captions)
+                log_images(lg, "test/attention" if tag == "test" else "val/attention", pngs, captions)
                 if tag == "test":
-                    lg.experiment.log({"test/attention_table": self.table(rows, figs, hop_s)})
-        for i, fig in zip(clip_ids, figs):
-            true = self.clips.class_names[self.clips.labels[i]]
-            save(fig, self.out_dir / picture_name(self.clips.items[i], true, f"{tag}-"))
+                    lg.experiment.log({"test/attention_table": self.table(rows, pngs, hop_s)})
 
-    def table(self, rows, figs, hop_s: float):
+    def table(self, rows, pngs: list[Path], hop_s: float):
         """A W&B Table, one row per picked test clip: fold, clip, true and predicted class,
         probability, the attention picture, the audio (at most 30 s) and, where events are
         known, the attention score (mass in class events / their coverage; 1.0 = chance)."""
@@ -193,13 +193,13 @@ class AttentionPictures(Callback):
         table = wandb.Table(columns=["fold", "clip", "true", "predicted", "probability", "attention", "audio",
                                      "event_score"])
         rate = self.clips.audio.sample_rate
-        for (i, true, pred, prob, analysis, events), fig in zip(rows, figs):
+        for (i, true, pred, prob, analysis, events), png in zip(rows, pngs):
             score = None
             if events and "temporal" in analysis:
                 score = attention_in_events(analysis["temporal"], hop_s,
                                             [(e["onset"], e["offset"]) for e in events if e["kind"] == "class"])
             audio = self.clips.audio.get(i, 0, 30 * rate)
-            table.add_data(self.fold, str(self.clips.items[i]), true, pred, prob, wandb.Image(fig),
+            table.add_data(self.fold, str(self.clips.items[i]), true, pred, prob, wandb.Image(str(png)),
                            wandb.Audio(audio, sample_rate=rate), score)
         return table
 

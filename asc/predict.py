@@ -47,40 +47,47 @@ def predict_files(model, files: list[Path], out_dir: Path, top_k: int = 3, atten
     row instead of stopping the run."""
     from tqdm.auto import tqdm
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = model.class_names
-    top_k = max(1, min(top_k, len(names)))
-    seg_s = model.cfg.data.segment_seconds
-    rows = []
-    for path in tqdm(files, desc="predicting", unit="file", disable=not progress):
-        row = {"file": display_name(path)}
-        try:
-            wave, _ = read_audio(path, model.sample_rate)
-        except (BadAudio, OSError) as e:
-            rows.append({**row, "status": "error", "error": str(e)})
-            continue
-        analysis = model.analyse_clip(wave, max_segments_per_batch=batch_segments, with_spec=attention)
-        probs = analysis["probs"]
-        order = np.argsort(probs)[::-1][:top_k]
-        row.update(status="ok", prediction=names[order[0]], probability=float(probs[order[0]]),
-                   top_k=[{"class": names[i], "probability": float(probs[i])} for i in order],
-                   duration_s=round(len(wave) / model.sample_rate, 3),
-                   segments={"start_s": [round(s / model.sample_rate, 3) for s in analysis["starts"]],
-                             "length_s": seg_s,
-                             "probabilities": np.round(analysis["segment_probs"], 5).tolist()})
-        if attention:
-            from asc.viz import attention_figure, band_frequencies, picture_name, save
+    from asc.viz import PictureWriter, picture_workers
 
-            png = out_dir / "attention" / picture_name(path, row["prediction"])
-            png.parent.mkdir(exist_ok=True)
-            fig = attention_figure(analysis, model.frontend.hop / model.sample_rate,
-                                   f"{display_name(path.name)}: {row['prediction']} ({row['probability']:.2f})",
-                                   class_names=names, band_hz=band_frequencies(model.frontend))
-            save(fig, png)
-            row["attention_png"] = str(png)
-        rows.append(row)
-    write_outputs(rows, names, out_dir, top_k)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    top_k = max(1, min(top_k, len(model.class_names)))
+    rows = []
+    # the pictures are drawn by background processes while the next files are classified
+    with PictureWriter(picture_workers(len(files)) if attention else 0) as pictures:
+        for path in tqdm(files, desc="predicting", unit="file", disable=not progress):
+            rows.append(_predict_file(model, path, top_k, batch_segments, pictures if attention else None, out_dir))
+    write_outputs(rows, model.class_names, out_dir, top_k)
     return rows
+
+
+def _predict_file(model, path: Path, top_k: int, batch_segments: int, pictures, out_dir: Path) -> dict:
+    """One row of predictions.json (an ``error`` row for an unreadable file); its attention
+    picture handed to ``pictures`` (a :class:`~asc.viz.PictureWriter`; None: no picture)."""
+    row = {"file": display_name(path)}
+    try:
+        wave, _ = read_audio(path, model.sample_rate)
+    except (BadAudio, OSError) as e:
+        return {**row, "status": "error", "error": str(e)}
+    names = model.class_names
+    analysis = model.analyse_clip(wave, max_segments_per_batch=batch_segments, with_spec=pictures is not None)
+    probs = analysis["probs"]
+    order = np.argsort(probs)[::-1][:top_k]
+    row.update(status="ok", prediction=names[order[0]], probability=float(probs[order[0]]),
+               top_k=[{"class": names[i], "probability": float(probs[i])} for i in order],
+               duration_s=round(len(wave) / model.sample_rate, 3),
+               segments={"start_s": [round(s / model.sample_rate, 3) for s in analysis["starts"]],
+                         "length_s": model.cfg.data.segment_seconds,
+                         "probabilities": np.round(analysis["segment_probs"], 5).tolist()})
+    if pictures is not None:
+        from asc.viz import band_frequencies, picture_name
+
+        png = out_dir / "attention" / picture_name(path, row["prediction"])
+        png.parent.mkdir(exist_ok=True)
+        pictures.draw(png, analysis, model.frontend.hop / model.sample_rate,
+                      f"{display_name(path.name)}: {row['prediction']} ({row['probability']:.2f})",
+                      class_names=names, band_hz=band_frequencies(model.frontend))
+        row["attention_png"] = str(png)
+    return row
 
 
 def write_outputs(rows: list[dict], class_names: list[str], out_dir: Path, top_k: int) -> None:

@@ -106,13 +106,14 @@ def wandb_logger(cfg, exp_dir: Path, name: str, job_type: str, run_id: str, conf
                        mode=mode, config=config, log_model=log_model, resume="allow")
 
 
-def log_images(logger, key: str, figures: list, captions: list[str]) -> None:
-    """Log matplotlib figures as W&B images (rank 0, logger not None)."""
+def log_images(logger, key: str, images: list, captions: list[str]) -> None:
+    """Log matplotlib figures or image files as W&B images (rank 0, logger not None)."""
     import wandb
 
     if logger is None:
         return
-    logger.experiment.log({key: [wandb.Image(f, caption=c) for f, c in zip(figures, captions)]})
+    logger.experiment.log({key: [wandb.Image(image if not isinstance(image, Path) else str(image), caption=c)
+                                 for image, c in zip(images, captions)]})
 
 
 def aggregate_run(cfg, exp_dir: Path, results: dict, sweep_env: dict | None = None) -> None:

@@ -170,3 +170,25 @@ def test_attention_compare_two_runs_on_the_same_clips(trained, tmp_path):
     assert proc.stdout.count("(true ") == 3
     proc = asc("attention", cwd=tmp_path)
     assert proc.returncode == 2 and "--compare" in proc.stderr
+
+
+def test_background_pictures_equal_the_ones_drawn_in_process_and_errors_surface(trained, tmp_path):
+    from asc.data import load_synthetic
+    from asc.predict import load_model
+    from asc.viz import PictureWriter, band_frequencies, picture_workers
+
+    model = load_model(trained / "fold-1" / "checkpoints" / "best.ckpt", "cpu")
+    clips = load_synthetic(model.cfg.data)
+    args = (model.frontend.hop / model.sample_rate, "t", clips.events[0], clips.class_names,
+            band_frequencies(model.frontend))
+    analysis = model.analyse_clip(clips.audio.get(0))
+    for workers in (0, 1):
+        with PictureWriter(workers) as pictures:
+            pictures.draw(tmp_path / f"w{workers}.png", analysis, *args)
+            pictures.draw(tmp_path / f"w{workers}-again.png", analysis, *args)
+    drawn = [(tmp_path / name).read_bytes() for name in ("w0.png", "w1.png", "w1-again.png")]
+    assert drawn[0][:8] == b"\x89PNG\r\n\x1a\n" and drawn[0] == drawn[1] == drawn[2]
+    with pytest.raises(FileNotFoundError):  # a worker's failure is raised when the block is left
+        with PictureWriter(1) as pictures:
+            pictures.draw(tmp_path / "no-such-folder" / "x.png", analysis, *args)
+    assert picture_workers(2) == 0 and 0 <= picture_workers(19) <= 8

@@ -52,6 +52,31 @@ def test_each_section_is_written_as_it_finishes(tmp_path, monkeypatch):
     assert kept["loader"] == [{"workers": 0}] and "training" not in kept and kept["schedule"]["batches"] == 3
 
 
+def test_each_section_reports_its_own_peak_memory(tmp_path, monkeypatch):
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(bench, "bench_frontends", lambda dev, clips: [{"frontend": "gammatone"}])
+    monkeypatch.setattr(bench, "make_cached_litis", lambda *a, **k: None)
+
+    def big(*a, **k):  # a section that holds 300 MB while it runs
+        block = np.ones(300 * 2**20 // 8)
+        return [{"workers": 0, "first": float(block[0])}]
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "bench_loader", big)
+    monkeypatch.setattr(bench, "bench_training", killed)
+    try:
+        bench.run("cpu", out, quick=True, compile_check=False)
+    except KeyboardInterrupt:
+        pass
+    memory = json.loads(out.read_text())["section_memory_mb"]
+    if not memory["frontends"]:
+        pytest.skip("no /proc/self/status here")
+    assert memory["loader"]["peak"] - memory["frontends"]["peak"] > 250  # the peak restarts with each section
+    assert memory["loader"]["anon"] < memory["loader"]["peak"] - 250  # the block is freed by the section's end
+
+
 def test_protocol_estimate_from_the_measured_fold():
     fold = {"epoch_train_s": [3.0, 1.0, 1.0], "epoch_val_s": [0.5, 0.5, 0.5], "steady_epoch_s": 1.0, "val_s": 0.5,
             "fold_wall_s": 10.5}

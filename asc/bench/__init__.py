@@ -14,7 +14,8 @@
   (:mod:`asc.bench.folds`).
 * ``asc predict --attention``: files per second with and without pictures
   (:mod:`asc.bench.pictures`).
-* Peak RSS, and peak device memory on GPU.
+* Peak RSS, of the whole run and of each section (the fold section's is what one fold
+  process holds), and peak device memory on GPU.
 
 LITIS-shaped sections use ``benchmarks/litis_b6efd54.yaml`` (experiments/litis.yaml as of
 commit b6efd54, frozen).  The JSON file is rewritten (atomically) as each section finishes,
@@ -31,7 +32,16 @@ from pathlib import Path
 
 import torch
 
-from asc.bench.common import FULL, QUICK, Schedule, litis_shaped_config, machine, make_cached_litis, steady_rate
+from asc.bench.common import (
+    FULL,
+    QUICK,
+    Schedule,
+    litis_shaped_config,
+    machine,
+    make_cached_litis,
+    process_memory,
+    steady_rate,
+)
 from asc.bench.folds import bench_litis_fold, bench_parallel_folds, protocol_estimate
 from asc.bench.frontends import bench_frontends, numpy_power_filterbank
 from asc.bench.pictures import bench_pictures
@@ -64,12 +74,15 @@ def run(device: str = "auto", out: Path | None = None, quick: bool = False, comp
         torch.cuda.reset_peak_memory_stats(dev)
     schedule = QUICK if quick else FULL
     t0 = time.perf_counter()
-    result = {"machine": machine(), "device": str(dev), "quick": quick, "schedule": asdict(schedule), "sections": []}
+    result = {"machine": machine(), "device": str(dev), "quick": quick, "schedule": asdict(schedule), "sections": [],
+              "section_memory_mb": {}}
+    process_memory(reset_peak=True)
 
     def finished(name: str, value) -> None:
         result[name] = value
         result["sections"].append(name)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["section_memory_mb"][name] = process_memory(reset_peak=True)
         if dev.type == "cuda":
             result["peak_device_memory_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
         result["seconds"] = time.perf_counter() - t0

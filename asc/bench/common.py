@@ -67,6 +67,23 @@ def steady_rate(epoch, clips_per_epoch: int, schedule: Schedule, device: torch.d
     return {"clips_per_s": float(np.median(rates)), "epoch_clips_per_s": [round(r, 2) for r in rates]}
 
 
+def process_memory(reset_peak: bool = False) -> dict:
+    """This process's memory in MB from /proc/self/status (Linux; {} elsewhere): ``peak``
+    (VmHWM: the resident peak since the process started or since the last reset), ``anon``
+    (RssAnon: its own pages) and ``file`` (RssFile: mapped file pages such as the
+    memory-mapped audio cache, shared and reclaimable).  ``reset_peak`` restarts the peak
+    afterwards (/proc/self/clear_refs), so that each bench section gets its own."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        memory = {name: int(fields[key].split()[0]) / 1024 for name, key in
+                  (("peak", "VmHWM"), ("anon", "RssAnon"), ("file", "RssFile"))}
+        if reset_peak:
+            Path("/proc/self/clear_refs").write_text("5")
+        return memory
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
 def machine() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
             platform.machine(), "cpu_threads": torch.get_num_threads()}

@@ -105,7 +105,15 @@ def format_result(r: dict) -> str:
 
         blocks.append(["model size and cost (multiply-accumulates per second of audio, segments back to back)",
                        *format_complexity(r["complexity"])])
+    if r.get("section_memory_mb"):
+        blocks.append(_section_memory(r["section_memory_mb"]))
     blocks.append([f"peak RSS {r['peak_rss_mb']:.0f} MB" + (f", peak device memory {r['peak_device_memory_mb']:.0f} MB"
                                                             if "peak_device_memory_mb" in r else "") +
                    f"; benchmark took {r['seconds']:.0f} s (sections: {', '.join(r.get('sections', []))})"])
     return "\n\n".join("\n".join(b) for b in blocks)
+
+
+def _section_memory(sections: dict) -> list[str]:
+    rows = [(name, f"{m['peak']:.0f}", f"{m['anon']:.0f}", f"{m['file']:.0f}") for name, m in sections.items() if m]
+    return ["host memory per section (MB): peak resident during it; its own and file-mapped pages at its end",
+            format_table(["section", "peak RSS", "anon", "file"], rows, align="lrrr")]

@@ -218,6 +218,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nstopped by SIGTERM: {RESUME_HINT}: {_command_line()}", file=sys.stderr)
             return 143
         raise
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Destroy the DDP process group, if a run started one, before the interpreter exits:
+    left to static destruction, gloo's threads can abort the process ("terminate called
+    without an active exception")."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
         jobs += [(f"hard-stap-bc-s{s}", HARD + ["augment.mix=bc", f"seed={s}"]) for s in SEEDS]
         jobs += [(f"hard-cnn-s{s}", HARD + ["model.name=cnn", f"seed={s}"]) for s in SEEDS]
         return jobs
+    if name == "hard-epochs":  # does BC need more epochs on sparse events? both at 200 (the budget allows 45 min)
+        return [(f"hard-{n}-e200-s{s}", HARD + o + ["trainer.max_epochs=200", f"seed={s}"])
+                for s in SEEDS for n, o in [("stap-bc", ["augment.mix=bc"]), ("stap", [])]]
     if name == "d":  # the frozen default recipe and its baselines on D, 5 folds
         three = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"]), ("mean-bc", ["model.pooling=mean"]),
                  ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
@@ -75,7 +78,7 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
     if name == "demo":  # the embedded scenes with the default recipe (experiments/demo.yaml), 4 folds
         variants = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"])]
         return [(f"demo-{n}-s{s}", DEMO + o + [f"seed={s}"]) for n, o in variants for s in SEEDS]
-    raise SystemExit(f"unknown grid {name!r}; choose one of: tune-d, tune-ema, hard, d, demo")
+    raise SystemExit(f"unknown grid {name!r}; choose one of: tune-d, tune-ema, hard, hard-epochs, d, demo")
 
 
 def needs_root(args: list[str]) -> bool:
@@ -115,7 +118,7 @@ def summarise(name: str, results: Path, took: float, rc: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("grids", nargs="+", help="tune-d, tune-ema, hard, d, demo")
+    p.add_argument("grids", nargs="+", help="tune-d, tune-ema, hard, hard-epochs, d, demo")
     p.add_argument("--out", default="runs/study", help="output folder (default runs/study)")
     p.add_argument("--data-root", help="folder of the real office sounds (grids on D)")
     p.add_argument("--jobs", type=int, default=1, help="experiments run side by side")

@@ -3,6 +3,8 @@ file names, labels of compared checkpoints, and the notebook's refusal of other 
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +194,22 @@ def test_background_pictures_equal_the_ones_drawn_in_process_and_errors_surface(
         with PictureWriter(1) as pictures:
             pictures.draw(tmp_path / "no-such-folder" / "x.png", analysis, *args)
     assert picture_workers(2) == 0 and 0 <= picture_workers(19) <= 8
+
+
+def test_background_pictures_from_a_script_without_a_main_guard(tmp_path):
+    """Spawned workers must not re-run the caller's script (which would start it again)."""
+    script = tmp_path / "draw.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from pathlib import Path\n"
+        "from asc.viz import PictureWriter\n"
+        "print('script ran', flush=True)\n"
+        "analysis = {'spec': np.zeros((8, 20), np.float32), 'probs': np.array([0.6, 0.4])}\n"
+        "with PictureWriter(2) as pictures:\n"
+        "    for k in range(3):\n"
+        "        pictures.draw(Path(f'p{k}.png'), analysis, 0.02, 'no guard')\n")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("script ran") == 1
+    assert sorted(p.name for p in tmp_path.glob("p*.png")) == ["p0.png", "p1.png", "p2.png"]

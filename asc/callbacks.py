@@ -12,6 +12,7 @@ W&B itself is set up in :mod:`asc.tracking`.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from lightning.fabric.plugins import TorchCheckpointIO
@@ -208,7 +209,11 @@ class AttentionPictures(Callback):
             self.render(trainer, module, f"epoch{trainer.current_epoch + 1:03d}")
 
     def on_test_end(self, trainer, module) -> None:
-        self.render(trainer, module, "test")
+        try:
+            self.render(trainer, module, "test")
+        except Exception as e:  # noqa: BLE001 - pictures must not cost the fold its test results
+            warnings.warn(f"the test's attention pictures failed ({type(e).__name__}: {e}); the fold's results are "
+                          "kept", stacklevel=1)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from asc.errors import AscError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Where Lightning stores the DataModule's state (the band statistics) in a checkpoint: the
 # class name of asc.data.datamodule.SceneDataModule.  Keep that class name stable.
 DATAMODULE_KEY = "SceneDataModule"
@@ -76,8 +76,16 @@ def _v2_to_v3(checkpoint: dict) -> dict:
     return checkpoint
 
 
+def _v3_to_v4(checkpoint: dict) -> dict:
+    """3 -> 4: a checkpoint may also hold a weight average of the network (``ema.module.*``,
+    with ``optim.ema_epochs``), which inference then uses; a version-3 checkpoint has none
+    and its config's default (``ema_epochs: null``) says so: nothing to change.  (An asc
+    of version 3 would refuse a version-4 checkpoint instead of misreading its weights.)"""
+    return checkpoint
+
+
 # MIGRATIONS[v] upgrades a checkpoint of schema version v to v + 1.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def stamp(checkpoint: dict) -> None:

@@ -162,7 +162,7 @@ def _check_values(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is None or value <= 0:
             raise AscError(f"{key}={value!r} must be a positive number")
-    if cfg.optim.ema_epochs is not None and cfg.optim.ema_epochs <= 0:
+    if cfg.optim.ema_epochs is not None and not 0 < cfg.optim.ema_epochs < float("inf"):  # nan too
         raise AscError(f"optim.ema_epochs={cfg.optim.ema_epochs} must be positive, or null for no weight average")
     if cfg.data.segment_seconds is not None and cfg.data.segment_seconds <= 0:
         raise AscError(f"data.segment_seconds={cfg.data.segment_seconds} must be positive, or null for whole clips")

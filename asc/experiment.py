@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from asc.config import to_dict, to_yaml
+from asc.config import Config, to_dict, to_yaml
 from asc.data import load_clipset
 from asc.errors import AscError
 from asc.fold import run_fold
@@ -43,6 +43,16 @@ def _comparable(cfg_dict: dict) -> dict:
     return OmegaConf.to_container(c)
 
 
+def stored_config(path: Path) -> dict:
+    """An experiment's config.yaml, with the keys added to asc since it was written taking
+    their defaults (a new key's default keeps what asc did before it existed)."""
+    stored = OmegaConf.load(path)
+    try:
+        return to_dict(OmegaConf.merge(OmegaConf.structured(Config), stored))
+    except Exception:  # noqa: BLE001 - a key this version no longer knows: compared as written
+        return to_dict(stored)
+
+
 def has_trained(exp_dir: Path) -> bool:
     """Whether any fold of the experiment has a checkpoint or a result: until then its
     config.yaml protects nothing, and a corrected command may replace it."""
@@ -67,7 +77,7 @@ def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
     exp_dir = experiment_dir(cfg)
     cfg_path = exp_dir / "config.yaml"
     if cfg_path.exists() and has_trained(exp_dir):
-        old = to_dict(OmegaConf.load(cfg_path))
+        old = stored_config(cfg_path)
         if _comparable(old) != _comparable(to_dict(cfg)):
             raise AscError(conflict_message(cfg, exp_dir))
     if is_rank_zero:

@@ -6,7 +6,8 @@ network of a checkpoint, with clip-level inference and attention stitching
 ``asc predict``, ``asc attention``, ``asc export``, the attention-picture callback and the
 notebooks use it; during training :meth:`Predictor.of`
 wraps the live module's network and the DataModule's pipeline.  A checkpoint holds the
-network under ``state_dict`` (``model.*``) and the band statistics under the DataModule's
+network under ``state_dict`` (``model.*``; with ``optim.ema_epochs`` also its weight average,
+``ema.module.*``, which inference uses) and the band statistics under the DataModule's
 key; the filterbank is rebuilt from the stored config.  Checkpoints are loaded with
 ``weights_only=True``: nothing but tensors and plain containers is unpickled.
 """

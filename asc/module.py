@@ -4,7 +4,8 @@ Batches arrive as spectrograms: :class:`asc.data.datamodule.SceneDataModule` run
 feature pipeline (BC mix, front-end, band standardiser, frame mask, augmentation) on the
 training device in its ``on_after_batch_transfer`` and adds ``spec``, ``valid`` (the frame
 mask of the padding, None without padding) and, while fitting, ``target`` (soft targets).
-A checkpoint holds the network (``state_dict``), the config and class names
+A checkpoint holds the network (``state_dict``: ``model.*``, and with ``optim.ema_epochs`` its
+weight average ``ema.module.*``, which evaluation and inference use), the config and class names
 (``hyper_parameters``) and the band statistics (the DataModule's state), so a checkpoint
 alone is enough to classify new audio (:func:`asc.inference.load`).
 """
@@ -103,6 +104,9 @@ class SceneClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         migrate_checkpoint(checkpoint)  # resuming a run written by an older version: same layout as now
 
+    def on_train_start(self) -> None:
+        self._averaged_steps = self.trainer.global_step  # a resumed run's average holds its steps so far
+
     def on_fit_start(self) -> None:
         # the DataModule's band statistics, fitted here on every rank at once (after a resumed
         # run restored them: then nothing to do), before the sanity check's first batch
@@ -182,7 +186,7 @@ class SceneClassifier(L.LightningModule):
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self):
         o = self.cfg.optim
-        opt = torch.optim.AdamW(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         if o.scheduler == "none":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -52,11 +52,14 @@ def predict_files(model, files: list[Path], out_dir: Path, top_k: int = 3, atten
     out_dir.mkdir(parents=True, exist_ok=True)
     top_k = max(1, min(top_k, len(model.class_names)))
     rows = []
-    # the pictures are drawn by background processes while the next files are classified
-    with PictureWriter(picture_workers(len(files)) if attention else 0) as pictures:
-        for path in tqdm(files, desc="predicting", unit="file", disable=not progress):
-            rows.append(_predict_file(model, path, top_k, batch_segments, pictures if attention else None, out_dir))
-    write_outputs(rows, model.class_names, out_dir, top_k)
+    try:  # the rows classified so far are written even when a picture fails or Ctrl-C stops it
+        # the pictures are drawn by background processes while the next files are classified
+        with PictureWriter(picture_workers(len(files)) if attention else 0) as pictures:
+            for path in tqdm(files, desc="predicting", unit="file", disable=not progress):
+                rows.append(_predict_file(model, path, top_k, batch_segments, pictures if attention else None,
+                                          out_dir))
+    finally:
+        write_outputs(rows, model.class_names, out_dir, top_k)
     return rows
 
 

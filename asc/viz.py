@@ -236,12 +236,23 @@ def picture_workers(n_pictures: int) -> int:
     return max(0, min(8, cores, n_pictures // 2))
 
 
+def _ignore_signals() -> None:
+    """A picture worker leaves Ctrl-C and SIGTERM (sent to the whole process group by a
+    terminal, SLURM or ``cv.parallel_folds``) to its parent, which shuts it down."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class PictureWriter:
     """Draws attention pictures into PNG files in background processes while the caller
-    goes on classifying: matplotlib takes 0.7–1 s a picture, against 0.3 s to classify a
-    30 s clip on a CPU and far less on a GPU.  With ``workers=0`` each picture is drawn at
-    once, in this process.  Leaving the ``with`` block waits for every picture and raises
-    the first error a worker met.
+    goes on classifying: matplotlib takes 0.4–1 s a picture, more than classifying a 30 s
+    clip on a GPU.  With ``workers=0``, or where processes cannot be started, each picture
+    is drawn at once, in this process.  At most two pictures per worker wait to be drawn
+    (their analyses are held in memory); a worker's error is raised by the next ``draw`` or
+    on leaving the ``with`` block, which waits for every picture, unless the block is left
+    by an exception: then the pictures not yet drawn are dropped.
 
     Parameters
     ----------
@@ -251,25 +262,9 @@ class PictureWriter:
     """
 
     def __init__(self, workers: int):
-        self.pool, self.pending = None, []
+        self.pool, self.pending, self.workers = None, [], workers
         if workers > 0:
-            import multiprocessing
-            import sys
-            import types
-            from concurrent.futures import ProcessPoolExecutor
-
-            # A spawned process first re-runs the caller's main script, which in a script
-            # without an `if __name__ == "__main__":` guard would start it all over again.
-            # The workers need nothing from it: they are started, all of them now, while
-            # __main__ is an empty module.
-            main = sys.modules["__main__"]
-            sys.modules["__main__"] = types.ModuleType("__main__")
-            try:
-                self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-                for _ in range(workers):  # each submit finding no idle worker starts one
-                    self.pool.submit(int)
-            finally:
-                sys.modules["__main__"] = main
+            self.pool = _start_pool(workers)
 
     def draw(self, path, analysis: dict, hop_seconds: float, title: str = "", events: list[dict] | None = None,
              class_names: list[str] | None = None, band_hz: np.ndarray | None = None) -> None:
@@ -277,17 +272,53 @@ class PictureWriter:
         args = (path, analysis, hop_seconds, title, events, class_names, band_hz)
         if self.pool is None:
             draw_attention_picture(*args)
-        else:
-            self.pending.append(self.pool.submit(draw_attention_picture, *args))
+            return
+        self.pending.append(self.pool.submit(draw_attention_picture, *args))
+        while self.pending and (self.pending[0].done() or len(self.pending) > 2 * self.workers):
+            self.pending.pop(0).result()
 
     def __enter__(self) -> PictureWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self.pool is None:
+            return
+        if exc_type is not None:  # the caller's error goes on; the pictures are not waited for
+            self.pool.shutdown(wait=False, cancel_futures=True)
             return
         try:
             for future in self.pending:
                 future.result()
         finally:
             self.pool.shutdown(cancel_futures=True)
+
+
+def _start_pool(workers: int):
+    """A pool of ``workers`` spawned processes, all started now; None where processes
+    cannot be started (the pictures are then drawn in the calling process)."""
+    import multiprocessing
+    import sys
+    import types
+    import warnings
+    from concurrent.futures import ProcessPoolExecutor
+
+    # A spawned process first re-runs the caller's main script, which in a script without
+    # an `if __name__ == "__main__":` guard would start it all over again.  The workers
+    # need nothing from it: they are started, all of them, while __main__ is an empty module.
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    pool = None
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_ignore_signals)
+        for _ in range(workers):  # each submit that finds no idle worker starts one
+            pool.submit(int)
+        return pool
+    except OSError as e:  # no /dev/shm, a process limit, a sandbox
+        warnings.warn(f"attention pictures are drawn in this process: background processes failed to start ({e})",
+                      stacklevel=3)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return None
+    finally:
+        sys.modules["__main__"] = main

@@ -26,6 +26,8 @@ def test_defaults_and_overrides(tmp_path):
     (["data.name=litis"], "needs data.root"),
     (["cv.folds=[]"], "cv.folds"),
     (["novalue"], "not of the form key=value"),
+    (["optim.ema_epochs=0"], "optim.ema_epochs=0.0 must be positive"),
+    (["optim.ema_epochs=nan"], "optim.ema_epochs=nan must be positive"),
 ])
 def test_bad_config_is_one_clear_error(overrides, match):
     with pytest.raises(AscError, match=match) as err:
@@ -106,6 +108,25 @@ def test_a_config_nothing_was_trained_with_may_be_replaced(tmp_path):
     (exp / "fold-1" / "checkpoints" / "last.ckpt").write_bytes(b"x")
     with pytest.raises(AscError, match="different config"):
         prepare_experiment(load_config(overrides=[f"output_dir={tmp_path}", "optim.lr=0.3"]))
+
+
+def test_an_experiment_written_before_a_key_existed_still_resumes(tmp_path):
+    """A config.yaml without keys added since (here optim.ema_epochs and
+    features.subtract_clip_mean) is the same experiment when they are at their defaults."""
+    import yaml
+
+    from asc.experiment import prepare_experiment
+
+    cfg = load_config(overrides=[f"output_dir={tmp_path}"])
+    exp = prepare_experiment(cfg)
+    old = yaml.safe_load((exp / "config.yaml").read_text())
+    del old["optim"]["ema_epochs"], old["features"]["subtract_clip_mean"]
+    (exp / "config.yaml").write_text(yaml.safe_dump(old))
+    (exp / "fold-1" / "checkpoints").mkdir(parents=True)
+    (exp / "fold-1" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert prepare_experiment(cfg) == exp
+    with pytest.raises(AscError, match="different config"):  # a key set away from its default still differs
+        prepare_experiment(load_config(overrides=[f"output_dir={tmp_path}", "optim.ema_epochs=2"]))
 
 
 def test_old_name_of_folder_folds_still_works_with_a_notice(tmp_path, capsys):

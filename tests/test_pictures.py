@@ -193,6 +193,13 @@ def test_background_pictures_equal_the_ones_drawn_in_process_and_errors_surface(
     with pytest.raises(FileNotFoundError):  # a worker's failure is raised when the block is left
         with PictureWriter(1) as pictures:
             pictures.draw(tmp_path / "no-such-folder" / "x.png", analysis, *args)
+    with pytest.raises(ValueError, match="the caller's own"):  # not hidden by the pictures, not waiting for them
+        with PictureWriter(1) as pictures:
+            for k in range(3):
+                pictures.draw(tmp_path / f"dropped{k}.png", analysis, *args)
+            assert len(pictures.pending) <= 2  # at most two pictures per worker wait
+            raise ValueError("the caller's own error")
+    assert pictures.pool._shutdown_thread
     assert picture_workers(2) == 0 and 0 <= picture_workers(19) <= 8
 
 

@@ -75,14 +75,17 @@ def run(device: str = "auto", out: Path | None = None, quick: bool = False, comp
     schedule = QUICK if quick else FULL
     t0 = time.perf_counter()
     result = {"machine": machine(), "device": str(dev), "quick": quick, "schedule": asdict(schedule), "sections": [],
-              "section_memory_mb": {}}
+              "section_memory_mb": {}, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     process_memory(reset_peak=True)
 
     def finished(name: str, value) -> None:
         result[name] = value
         result["sections"].append(name)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        result["section_memory_mb"][name] = process_memory(reset_peak=True)
+        section = process_memory(reset_peak=True)
+        result["section_memory_mb"][name] = section
+        # the whole run's peak: the sections' peaks (each reset restarts ru_maxrss too)
+        result["peak_rss_mb"] = max(result["peak_rss_mb"], section.get("peak", 0.0),
+                                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         if dev.type == "cuda":
             result["peak_device_memory_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
         result["seconds"] = time.perf_counter() - t0

@@ -72,16 +72,22 @@ def process_memory(reset_peak: bool = False) -> dict:
     (VmHWM: the resident peak since the process started or since the last reset), ``anon``
     (RssAnon: its own pages) and ``file`` (RssFile: mapped file pages such as the
     memory-mapped audio cache, shared and reclaimable).  ``reset_peak`` restarts the peak
-    afterwards (/proc/self/clear_refs), so that each bench section gets its own."""
+    afterwards (/proc/self/clear_refs), so that each bench section gets its own;
+    ``peak_reset`` says whether that worked.  The reset also restarts what
+    ``getrusage().ru_maxrss`` reports for this process."""
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
         memory = {name: int(fields[key].split()[0]) / 1024 for name, key in
                   (("peak", "VmHWM"), ("anon", "RssAnon"), ("file", "RssFile"))}
-        if reset_peak:
-            Path("/proc/self/clear_refs").write_text("5")
-        return memory
     except (OSError, KeyError, ValueError):
         return {}
+    if reset_peak:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            memory["peak_reset"] = True
+        except OSError:
+            memory["peak_reset"] = False
+    return memory
 
 
 def machine() -> dict:

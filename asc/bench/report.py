@@ -115,5 +115,7 @@ def format_result(r: dict) -> str:
 
 def _section_memory(sections: dict) -> list[str]:
     rows = [(name, f"{m['peak']:.0f}", f"{m['anon']:.0f}", f"{m['file']:.0f}") for name, m in sections.items() if m]
+    if not all(m.get("peak_reset", True) for m in sections.values()):
+        rows.append(("(the peak could not be restarted: each is the peak so far)", "", "", ""))
     return ["host memory per section (MB): peak resident during it; its own and file-mapped pages at its end",
             format_table(["section", "peak RSS", "anon", "file"], rows, align="lrrr")]

@@ -14,8 +14,8 @@
   (:mod:`asc.bench.folds`).
 * ``asc predict --attention``: files per second with and without pictures
   (:mod:`asc.bench.pictures`).
-* Peak RSS, of the whole run and of each section (the fold section's is what one fold
-  process holds), and peak device memory on GPU.
+* Peak RSS, of the whole run and of each section (the fold section's: the fold's main
+  process, not its DataLoader or picture workers), and peak device memory on GPU.
 
 LITIS-shaped sections use ``benchmarks/litis_b6efd54.yaml`` (experiments/litis.yaml as of
 commit b6efd54, frozen).  The JSON file is rewritten (atomically) as each section finishes,

@@ -1,5 +1,5 @@
-"""Command line: ``asc train | cv | sweep | compare | predict | attention | export | bench | data check | synth |
-baseline | config show``.
+"""Command line: ``asc train | cv | sweep | compare | ensemble | predict | attention | export | bench | data check |
+synth | baseline | config show``.
 
 Every command that runs an experiment takes ``[--config FILE] [key=value ...]``.  User
 mistakes (unknown keys, missing folders, bad files) print one ``error:`` line and exit 2.
@@ -154,6 +154,14 @@ def _compare_parser(sub) -> None:
     p.set_defaults(func=commands.cmd_compare)
 
 
+def _ensemble_parser(sub) -> None:
+    p = sub.add_parser("ensemble", help="test accuracy of averaging several experiments' probabilities, fold by "
+                       "fold (e.g. the seeds of one recipe), beside each one's own")
+    p.add_argument("runs", nargs="+", help="experiment folders of the same protocol, e.g. runs/stap-s*")
+    p.add_argument("--json", help="also write the result as JSON to this file")
+    p.set_defaults(func=commands.cmd_ensemble)
+
+
 def _data_parser(sub) -> None:
     p = sub.add_parser("data", help="data set tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -180,7 +188,8 @@ def _baseline_parser(sub) -> None:
 
 # One function per subcommand (its arguments and its cmd_* function), in the order of `asc --help`.
 SUBCOMMANDS = (_train_parser, _cv_parser, _synth_parser, _sweep_parser, _predict_parser, _attention_parser,
-               _export_parser, _bench_parser, _compare_parser, _data_parser, _config_parser, _baseline_parser)
+               _export_parser, _bench_parser, _compare_parser, _ensemble_parser, _data_parser, _config_parser,
+               _baseline_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -110,6 +110,18 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    import json
+
+    from asc.stats import ensemble_runs, format_ensemble
+
+    result = ensemble_runs(args.runs)
+    print(format_ensemble(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_compare(args) -> int:
     import json
 

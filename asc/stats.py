@@ -113,3 +113,57 @@ def format_comparison(name_a: str, name_b: str, r: dict) -> str:
             f"[{pct * r['low']:+.2f}, {pct * r['high']:+.2f}]{' (Nadeau-Bengio corrected)' if r['corrected'] else ''}, "
             f"p = {r['p']:.3f}, {r['wins']} wins / {r['ties']} ties / {r['losses']} losses "
             f"over {r['n']} (seed, fold) pairs")
+
+
+def _test_predictions(path: Path) -> tuple[list[str], list[str], list[str], np.ndarray]:
+    """(clips, true classes, class names, probabilities (N, C)) of a fold's test_predictions.csv."""
+    import csv
+
+    if not path.is_file():
+        raise AscError(f"{path} not found: the experiment's folds must have been tested by asc cv")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    head, body = rows[0], rows[1:]
+    names = [h[2:] for h in head[3:]]
+    return [r[0] for r in body], [r[1] for r in body], names, np.array([[float(v) for v in r[3:]] for r in body])
+
+
+def ensemble_runs(run_dirs: list[str | Path]) -> dict:
+    """Test accuracy of averaging the class probabilities of several experiments (seeds or
+    models of the same protocol) clip by clip, fold by fold, beside each member's own.
+    Read from each fold's ``test_predictions.csv``; the experiments must have tested the
+    same clips with the same classes in each fold."""
+    if len(run_dirs) < 2:
+        raise AscError("an ensemble needs at least two experiment folders")
+    first = Path(run_dirs[0])
+    folds = sorted(int(p.name.split("-")[1]) for p in first.glob("fold-*") if (p / "test_predictions.csv").is_file())
+    if not folds:
+        raise AscError(f"{first} has no fold-*/test_predictions.csv: pass experiment folders tested by asc cv")
+    rows = []
+    for fold in folds:
+        members = [_test_predictions(Path(d) / f"fold-{fold}" / "test_predictions.csv") for d in run_dirs]
+        clips, true, names, _ = members[0]
+        for d, (c, _, n, _) in zip(run_dirs[1:], members[1:]):
+            if n != names or sorted(c) != sorted(clips):
+                raise AscError(f"{d} fold {fold} tested other clips or classes than {first}: an ensemble needs the "
+                               "same protocol (data set, folds, fold_seed)")
+        order = [{clip: i for i, clip in enumerate(c)} for c, *_ in members]
+        probs = [p[[o[clip] for clip in clips]] for o, (_, _, _, p) in zip(order, members)]
+        labels = np.array([names.index(t) for t in true])
+        rows.append({"fold": fold, "clips": len(clips),
+                     "members": [float((p.argmax(1) == labels).mean()) for p in probs],
+                     "ensemble": float((np.mean(probs, axis=0).argmax(1) == labels).mean())})
+    return {"runs": [str(d) for d in run_dirs], "folds": rows,
+            "mean": {"members": np.mean([r["members"] for r in rows], axis=0).tolist(),
+                     "ensemble": float(np.mean([r["ensemble"] for r in rows]))}}
+
+
+def format_ensemble(result: dict) -> str:
+    """A table: per fold, each member's test accuracy and the ensemble's; then the means."""
+    from asc.tables import RULE, format_table
+
+    names = [Path(r).name for r in result["runs"]]
+    pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
+    rows = [[r["fold"], r["clips"], *map(pct, r["members"]), pct(r["ensemble"])] for r in result["folds"]]
+    rows += [RULE, ["mean", "", *map(pct, result["mean"]["members"]), pct(result["mean"]["ensemble"])]]
+    return format_table(["fold", "clips", *names, "ensemble"], rows)

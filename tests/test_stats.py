@@ -55,3 +55,32 @@ def test_compare_runs_refuses_unpaired_input(tmp_path):
         compare_runs([_run(tmp_path, "a", 0, A[:3])], [_run(tmp_path, "b", 1, B[:3])])
     with pytest.raises(AscError, match="not found"):
         compare_runs([str(tmp_path / "missing")], [_run(tmp_path, "c", 0, B[:3])])
+
+
+def _predictions(root, name: str, fold: int, rows: list[tuple[str, str, list[float]]]) -> str:
+    """An experiment folder whose fold ``fold`` has test_predictions.csv with ``rows``
+    (clip, true class, probabilities of classes x, y)."""
+    d = root / name / f"fold-{fold}"
+    d.mkdir(parents=True, exist_ok=True)
+    lines = ["clip,true,predicted,p_x,p_y"] + [
+        f"{c},{t},{'xy'[int(np.argmax(p))]},{p[0]},{p[1]}" for c, t, p in rows]
+    (d / "test_predictions.csv").write_text("\n".join(lines) + "\n")
+    return str(root / name)
+
+
+def test_ensemble_averages_probabilities_clip_by_clip(tmp_path, capsys):
+    from asc.cli import main
+    from asc.stats import ensemble_runs
+
+    # three clips, all of class x; member a is right on c1 and c2 (confidently wrong on c3),
+    # member b (its rows in another order) right only on c3, very confidently: the average is
+    # right on c1 and c3 only
+    a = _predictions(tmp_path, "a", 1, [("c1", "x", [0.6, 0.4]), ("c2", "x", [0.55, 0.45]), ("c3", "x", [0.1, 0.9])])
+    b = _predictions(tmp_path, "b", 1, [("c3", "x", [0.99, 0.01]), ("c2", "x", [0.3, 0.7]), ("c1", "x", [0.45, 0.55])])
+    r = ensemble_runs([a, b])
+    assert r["folds"][0]["members"] == pytest.approx([2 / 3, 1 / 3])
+    assert r["folds"][0]["ensemble"] == pytest.approx(2 / 3)  # c1: 0.525, c2: 0.425, c3: 0.545 for x
+    assert main(["ensemble", a, b]) == 0 and "66.67" in capsys.readouterr().out
+    other = _predictions(tmp_path, "other", 1, [("d1", "x", [0.5, 0.5])])
+    with pytest.raises(AscError, match="other clips"):
+        ensemble_runs([a, other])

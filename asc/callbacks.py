@@ -156,7 +156,8 @@ class AttentionPictures(Callback):
         if not trainer.is_global_zero or not clip_ids:
             return
         from asc.inference import Predictor
-        from asc.viz import PictureWriter, band_frequencies, picture_name, picture_workers
+        from asc.picture_writer import PictureWriter, picture_workers
+        from asc.viz import band_frequencies, picture_name
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         pngs, captions, rows = [], [], []

@@ -47,7 +47,7 @@ def predict_files(model, files: list[Path], out_dir: Path, top_k: int = 3, atten
     row instead of stopping the run."""
     from tqdm.auto import tqdm
 
-    from asc.viz import PictureWriter, picture_workers
+    from asc.picture_writer import PictureWriter, picture_workers
 
     out_dir.mkdir(parents=True, exist_ok=True)
     top_k = max(1, min(top_k, len(model.class_names)))

@@ -176,8 +176,9 @@ def test_attention_compare_two_runs_on_the_same_clips(trained, tmp_path):
 
 def test_background_pictures_equal_the_ones_drawn_in_process_and_errors_surface(trained, tmp_path):
     from asc.data import load_synthetic
+    from asc.picture_writer import PictureWriter, picture_workers
     from asc.predict import load_model
-    from asc.viz import PictureWriter, band_frequencies, picture_workers
+    from asc.viz import band_frequencies
 
     model = load_model(trained / "fold-1" / "checkpoints" / "best.ckpt", "cpu")
     clips = load_synthetic(model.cfg.data)
@@ -209,7 +210,7 @@ def test_background_pictures_from_a_script_without_a_main_guard(tmp_path):
     script.write_text(
         "import numpy as np\n"
         "from pathlib import Path\n"
-        "from asc.viz import PictureWriter\n"
+        "from asc.picture_writer import PictureWriter\n"
         "print('script ran', flush=True)\n"
         "analysis = {'spec': np.zeros((8, 20), np.float32), 'probs': np.array([0.6, 0.4])}\n"
         "with PictureWriter(2) as pictures:\n"

@@ -221,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         close_interrupted_wandb_run(130)
         print(f"\ninterrupted: {RESUME_HINT}: {_command_line()}", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        if not _out_of_memory(e):
+            raise
+        close_interrupted_wandb_run(1)
+        print(f"error: the device ran out of memory ({str(e).splitlines()[0][:160]}); lower data.batch_size (or "
+              "data.eval_batch_size for evaluation), keep the audio off the device with data.on_device=off, or run "
+              f"fewer folds at once (cv.parallel_folds); {RESUME_HINT}: {_command_line()}", file=sys.stderr)
+        return 1
     except SystemExit as e:
         if type(e).__name__ == "SIGTERMException":  # Lightning stops the fit loop on SIGTERM
             close_interrupted_wandb_run(143)
@@ -229,6 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         _close_process_group()
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device running out of memory (torch.OutOfMemoryError, raised
+    for CUDA and other accelerators; a RuntimeError)."""
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return (oom is not None and isinstance(error, oom)) or "out of memory" in str(error).lower()[:200]
 
 
 def _close_process_group() -> None:

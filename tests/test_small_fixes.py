@@ -84,3 +84,21 @@ def test_fold_run_config_once_no_anonymous_warning_and_val_pictures(tmp_path):
     test = sorted(stem(p) for p in pics.glob("test-*.png"))
     assert epoch and set(epoch) <= set(stems(dm.val_idx)) and not set(epoch) & set(stems(dm.test_idx))
     assert test and set(test) <= set(stems(dm.test_idx))
+
+
+def test_device_out_of_memory_is_one_error_naming_the_keys_to_lower(tmp_path, monkeypatch, capsys):
+    import asc.experiment
+    from asc.cli import main
+
+    def out_of_memory(cfg, only_first=False):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
+
+    monkeypatch.setattr(asc.experiment, "run_cv", out_of_memory)
+    assert main(["cv", f"output_dir={tmp_path}", "logger.mode=disabled", *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB" in err
+    assert "data.batch_size" in err and "data.on_device=off" in err and "run the same command again" in err
+    assert "Traceback" not in err
+    monkeypatch.setattr(asc.experiment, "run_cv", lambda cfg, only_first=False: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # any other failure is not dressed up as one
+        main(["cv", f"output_dir={tmp_path}", "logger.mode=disabled", *TINY])

@@ -111,9 +111,13 @@ def draw_partners(labels: torch.Tensor, generator: torch.Generator | None = None
     mixed target is then still exact, just not between-class).
     """
     different = (labels[:, None] != labels[None, :]).float()
-    lonely = different.sum(1) == 0
-    different[lonely] = 1.0
-    return torch.multinomial(different, 1, generator=generator).squeeze(1)
+    different = different + (different.sum(1, keepdim=True) == 0).float()  # none: any partner
+    # The argmax of weight / Exp(1) noise is a draw proportional to the weights (here uniform
+    # over the allowed partners).  Unlike torch.multinomial, whose input checks (and a
+    # boolean-mask assignment) wait for the GPU, it keeps the training step free of host
+    # syncs, so the host can queue the next batch while the device works.
+    noise = torch.empty_like(different).exponential_(generator=generator)
+    return (different / noise).argmax(1)
 
 
 # Mixers (asc.registry.MIXERS): a function of the waveform batch (B, N), its labels (B,),

@@ -138,8 +138,12 @@ class SceneClassifier(L.LightningModule):
             loss = loss + self.cfg.model.max_aux_weight * soft_target_kl(attn["max_logits"], batch["target"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits),
                  sync_dist=True)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, sync_dist=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # once an epoch, not every step: logging a Python float copies it to the device and
+        # waits for the device
+        self.log("train/lr", float(self.optimizers().param_groups[0]["lr"]), sync_dist=True)
 
     def _eval_step(self, batch, stage: str):
         logits, _ = self.eval_model(batch["spec"], batch["valid"])

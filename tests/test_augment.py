@@ -113,6 +113,11 @@ def test_partners_have_different_labels():
         assert (labels[p] != labels).all()
     same = torch.zeros(5, dtype=torch.long)  # no different-label partner exists
     assert draw_partners(same).shape == (5,)
+    assert len(set(torch.cat([draw_partners(same) for _ in range(50)]).tolist())) == 5  # any clip then
+    # uniform over the allowed partners: clip 0's partner among clips 1-3, 6000 draws
+    labels = torch.tensor([0, 1, 1, 2, 0])
+    counts = torch.bincount(torch.stack([draw_partners(labels)[0] for _ in range(6000)]), minlength=5)
+    assert counts[0] == counts[4] == 0 and ((counts[1:4] - 2000).abs() < 200).all(), counts
 
 
 def test_mixed_batch_targets():

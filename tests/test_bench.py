@@ -103,3 +103,6 @@ def test_litis_fold_through_run_fold_then_pictures(tmp_path):
     text = bench.format_result({"machine": bench.machine(), "device": "cpu", "litis_fold": fold, "pictures": pictures,
                                 "peak_rss_mb": 1.0, "seconds": 1.0, "sections": ["litis_fold", "pictures"]})
     assert "estimate, not measured" in text and "--attention" in text
+    if fold["fold_memory_mb"]:  # Linux: the fold's own memory, after the cache was written
+        assert fold["fold_memory_mb"]["peak"] >= fold["fold_memory_mb"]["anon"] > 0
+        assert "host memory of the fold's main process" in text

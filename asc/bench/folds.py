@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from asc.bench.common import FROZEN_LITIS, ROOT, litis_shaped_config, make_cached_litis, sync
+from asc.bench.common import FROZEN_LITIS, ROOT, litis_shaped_config, make_cached_litis, process_memory, sync
 
 LITIS_SPLITS = 20
 
@@ -96,6 +96,7 @@ def bench_litis_fold(device: torch.device, tmp: Path, n_clips: int = 3026, epoch
     t0 = time.perf_counter()
     clips = make_cached_litis(tmp, cfg.data.sample_rate, n_clips, clip_seconds, split=True)
     cache_s = time.perf_counter() - t0
+    process_memory(reset_peak=True)  # writing the cache maps every page of it: not the fold's
     times = FoldTimes(device)
     t0 = time.perf_counter()
     row = run_fold(cfg, clips, 1, tmp / cfg.experiment.name, callbacks=(times,))
@@ -111,6 +112,9 @@ def bench_litis_fold(device: torch.device, tmp: Path, n_clips: int = 3026, epoch
               "final_val_s": float(sum(times.after_fit_val)), "test_s": float(sum(times.test)),
               "test_pictures_s": float(sum(times.test_end)),
               "fold_wall_s": round(wall, 2), "test_acc": row.get("test/acc"),
+              # the fold's main process from its start to its end (DataLoader and picture
+              # workers are processes of their own)
+              "fold_memory_mb": process_memory(),
               "best_checkpoint": row["best_checkpoint"]}
     result["estimate"] = protocol_estimate(result, int(litis_shaped_config().trainer.max_epochs))
     return result

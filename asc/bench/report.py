@@ -56,6 +56,10 @@ def _litis_fold(f: dict, parallel: list[dict] | None) -> list[str]:
              format_table(["", "seconds", "each"], cells, align="lrl"),
              f"estimate, not measured: the {e['splits']}-split protocol at {e['epochs']} epochs, {e['how']}: "
              f"{e['fold_s']:.0f} s per fold, {e['protocol_min']:.1f} min"]
+    m = f.get("fold_memory_mb")
+    if m:
+        lines.append(f"host memory of the fold's main process: peak {m['peak']:.0f} MB (its own pages "
+                     f"{m['anon']:.0f} MB and file-mapped pages {m['file']:.0f} MB at its end; workers not counted)")
     ok = [p for p in parallel or [] if "error" not in p and p["parallel_folds"] > 1 and p["speedup"] > 1]
     if ok:
         best = max(ok, key=lambda p: p["speedup"])

@@ -122,3 +122,19 @@ def test_validation_and_saved_checkpoint_use_the_weight_average(tmp_path):
         assert torch.equal(value, stored[f"ema.module.{name}"])
     assert all(torch.equal(stored[f"model.{k}"], v) for k, v in trained.items())  # resuming gets the trained net
     assert any(not torch.equal(stored[f"ema.module.{k}"], v) for k, v in trained.items())
+
+
+def test_evaluation_in_chunks_gives_the_logits_of_one_pass():
+    cfg = load_config(overrides=TINY)  # data.batch_size=6: at most 24 windows per forward pass
+    module = SceneClassifier(to_dict(cfg), ["a", "b", "c"]).eval()
+    spec = torch.randn(60, 64, 101)
+    valid = torch.ones(60, 101, dtype=torch.bool)
+    valid[::7, 60:] = False  # some windows padded
+    with torch.no_grad():
+        whole = module.eval_model(spec, valid)[0]
+        sizes = []
+        hook = module.model.register_forward_hook(lambda mod, args, out: sizes.append(len(args[0])))
+        chunked = module._eval_logits(spec, valid)
+        hook.remove()
+    assert sizes == [24, 24, 12]
+    torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-5)

@@ -33,44 +33,40 @@ def test_training_and_loader_sections(tmp_path):
     assert all(r["ratio"] == r["train_clips_per_s"] / r["random_clips_per_s"] for r in loader)
 
 
-def test_each_section_is_written_as_it_finishes(tmp_path, monkeypatch):
+def _run_until_training(tmp_path, monkeypatch, loader, at_training=None) -> dict:
+    """bench.run with stub front-end and loader sections (``loader`` is the loader section)
+    stopped by Ctrl-C when the training section starts (after ``at_training(out)``); the
+    JSON it kept."""
     out = tmp_path / "bench.json"
     monkeypatch.setattr(bench, "bench_frontends", lambda dev, clips: [{"frontend": "gammatone"}])
     monkeypatch.setattr(bench, "make_cached_litis", lambda *a, **k: None)
-    monkeypatch.setattr(bench, "bench_loader", lambda *a, **k: [{"workers": 0}])
+    monkeypatch.setattr(bench, "bench_loader", loader)
 
     def killed(*a, **k):
-        assert json.loads(out.read_text())["sections"] == ["complexity", "frontends", "loader"]
+        if at_training:
+            at_training(out)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(bench, "bench_training", killed)
-    try:
+    with pytest.raises(KeyboardInterrupt):
         bench.run("cpu", out, quick=True, compile_check=False)
-    except KeyboardInterrupt:
-        pass
-    kept = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_each_section_is_written_as_it_finishes(tmp_path, monkeypatch):
+    def written_so_far(out):
+        assert json.loads(out.read_text())["sections"] == ["complexity", "frontends", "loader"]
+
+    kept = _run_until_training(tmp_path, monkeypatch, lambda *a, **k: [{"workers": 0}], written_so_far)
     assert kept["loader"] == [{"workers": 0}] and "training" not in kept and kept["schedule"]["batches"] == 3
 
 
 def test_each_section_reports_its_own_peak_memory(tmp_path, monkeypatch):
-    out = tmp_path / "bench.json"
-    monkeypatch.setattr(bench, "bench_frontends", lambda dev, clips: [{"frontend": "gammatone"}])
-    monkeypatch.setattr(bench, "make_cached_litis", lambda *a, **k: None)
-
     def big(*a, **k):  # a section that holds 300 MB while it runs
         block = np.ones(300 * 2**20 // 8)
         return [{"workers": 0, "first": float(block[0])}]
 
-    def killed(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(bench, "bench_loader", big)
-    monkeypatch.setattr(bench, "bench_training", killed)
-    try:
-        bench.run("cpu", out, quick=True, compile_check=False)
-    except KeyboardInterrupt:
-        pass
-    kept = json.loads(out.read_text())
+    kept = _run_until_training(tmp_path, monkeypatch, big)
     memory = kept["section_memory_mb"]
     if not memory["frontends"].get("peak_reset"):
         pytest.skip("no /proc/self/status or clear_refs here")

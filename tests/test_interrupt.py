@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from helpers.cli import TINY, asc
+from helpers.cli import TINY, asc, ctrl_c_as_in_a_terminal
 
 
 def _steps(run_dir):
@@ -31,7 +31,8 @@ def test_ctrl_c_says_how_to_resume_and_the_resumed_fold_continues(tmp_path):
     args = ["cv", "experiment.name=int", f"output_dir={tmp_path}", "logger.mode=offline", "cv.folds=[1]",
             *[a for a in TINY if not a.startswith("trainer.max_epochs")], "trainer.max_epochs=12"]
     proc = subprocess.Popen([sys.executable, "-m", "asc.cli", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=ctrl_c_as_in_a_terminal)
     fold = tmp_path / "int" / "fold-1"
     deadline = time.time() + 300
     # wait for the first checkpoint and a validation row on disk (the CSV file can exist

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers.cli import TINY, asc
+from helpers.cli import TINY, asc, ctrl_c_as_in_a_terminal
 
 SEQUENTIAL_1_THREAD = {"OMP_NUM_THREADS": "1"}  # what each parallel fold uses on a CPU
 
@@ -73,7 +73,7 @@ def test_ctrl_c_reaches_every_child_and_the_parent_stops(tmp_path):
             print("interrupted", [j.returncode for j in jobs])
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal)
     deadline = time.time() + 60
     while not ((tmp_path / "0.up").exists() and (tmp_path / "1.up").exists()):
         assert proc.poll() is None and time.time() < deadline

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -22,3 +23,11 @@ def asc(*args, cwd, env=None) -> subprocess.CompletedProcess:
     child = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     return subprocess.run([sys.executable, "-m", "asc.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=600, env={**child, **(env or {})})
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """``preexec_fn`` of a child that a test stops with Ctrl-C: SIGINT back to its default,
+    as in a terminal.  A test suite started as a background job of a non-interactive shell
+    (`make test &`, a CI runner) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

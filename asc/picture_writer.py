@@ -27,7 +27,7 @@ def picture_workers(n_pictures: int) -> int:
     if n_pictures < 4:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores, n_pictures // 2))
+    return min(8, cores, n_pictures // 2)
 
 
 def _ignore_signals() -> None:

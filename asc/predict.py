@@ -65,7 +65,7 @@ def predict_files(model, files: list[Path], out_dir: Path, top_k: int = 3, atten
 
 def _predict_file(model, path: Path, top_k: int, batch_segments: int, pictures, out_dir: Path) -> dict:
     """One row of predictions.json (an ``error`` row for an unreadable file); its attention
-    picture handed to ``pictures`` (a :class:`~asc.viz.PictureWriter`; None: no picture)."""
+    picture handed to ``pictures`` (a :class:`~asc.picture_writer.PictureWriter`; None: no picture)."""
     row = {"file": display_name(path)}
     try:
         wave, _ = read_audio(path, model.sample_rate)

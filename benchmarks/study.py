@@ -30,6 +30,7 @@ SEEDS = (0, 1, 2)
 D = ["data.name=folder", "data.folder_folds=5"]  # + data.root: the folder data set of real office sounds
 HARD = ["--config", "experiments/hard.yaml", "cv.folds=[1]"]
 DEMO = ["--config", "experiments/demo.yaml"]
+GRIDS = ("tune-d", "tune-ema", "hard", "hard-epochs", "d", "demo")
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
 
 
@@ -78,7 +79,7 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
     if name == "demo":  # the embedded scenes with the default recipe (experiments/demo.yaml), 4 folds
         variants = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"])]
         return [(f"demo-{n}-s{s}", DEMO + o + [f"seed={s}"]) for n, o in variants for s in SEEDS]
-    raise SystemExit(f"unknown grid {name!r}; choose one of: tune-d, tune-ema, hard, hard-epochs, d, demo")
+    raise SystemExit(f"unknown grid {name!r}; choose one of: {', '.join(GRIDS)}")
 
 
 def needs_root(args: list[str]) -> bool:
@@ -118,7 +119,7 @@ def summarise(name: str, results: Path, took: float, rc: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("grids", nargs="+", help="tune-d, tune-ema, hard, hard-epochs, d, demo")
+    p.add_argument("grids", nargs="+", help=", ".join(GRIDS))
     p.add_argument("--out", default="runs/study", help="output folder (default runs/study)")
     p.add_argument("--data-root", help="folder of the real office sounds (grids on D)")
     p.add_argument("--jobs", type=int, default=1, help="experiments run side by side")

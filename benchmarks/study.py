@@ -30,8 +30,9 @@ SEEDS = (0, 1, 2)
 D = ["data.name=folder", "data.folder_folds=5"]  # + data.root: the folder data set of real office sounds
 HARD = ["--config", "experiments/hard.yaml", "cv.folds=[1]"]
 DEMO = ["--config", "experiments/demo.yaml"]
-GRIDS = ("tune-d", "tune-ema", "hard", "hard-epochs", "d", "demo")
+GRIDS = ("tune-d", "tune-d2", "tune-ema", "hard", "hard-epochs", "d", "demo")
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
+NO_AUG = ["augment.roll=false", "augment.freq_masks=0", "augment.time_masks=0", "augment.gain_db=0"]
 
 
 def grid(name: str) -> list[tuple[str, list[str]]]:
@@ -52,6 +53,12 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
             ("aug-e80-maxaux", AUG + ["trainer.max_epochs=80", "model.max_aux_weight=1.0"]),
             ("aug-rnn2", AUG + ["model.rnn_layers=2"]),
         ]]
+    if name == "tune-d2":  # the default's augmentation re-examined: 30 % of each training part validates, 2 seeds
+        select = ["cv.test=false", "cv.bag_of_frames=false", "data.val_fraction=0.3"]
+        recipes = [("default", []), ("noaug", NO_AUG), ("paper", ["--config", "experiments/phan2019.yaml"])]
+        models = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
+        return [(f"tune-d2-{m}-{r}-s{s}", D + select + ro + mo + [f"seed={s}"])
+                for s in (0, 1) for m, mo in models for r, ro in recipes]
     if name == "tune-ema":  # the weight average's time constant on D, validation only, default recipe
         models = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
         return [(f"tune-ema-{n}-{e}", D + ["cv.test=false", "cv.bag_of_frames=false", f"optim.ema_epochs={e}"] + o)

@@ -30,7 +30,7 @@ SEEDS = (0, 1, 2)
 D = ["data.name=folder", "data.folder_folds=5"]  # + data.root: the folder data set of real office sounds
 HARD = ["--config", "experiments/hard.yaml", "cv.folds=[1]"]
 DEMO = ["--config", "experiments/demo.yaml"]
-GRIDS = ("tune-d", "tune-d2", "tune-ema", "hard", "hard-epochs", "d", "demo")
+GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-ema", "hard", "hard-epochs", "d", "demo")
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
 NO_AUG = ["augment.roll=false", "augment.freq_masks=0", "augment.time_masks=0", "augment.gain_db=0"]
 
@@ -59,6 +59,10 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
         models = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
         return [(f"tune-d2-{m}-{r}-s{s}", D + select + ro + mo + [f"seed={s}"])
                 for s in (0, 1) for m, mo in models for r, ro in recipes]
+    if name == "tune-d-epochs":  # does STAP + BC need more epochs on D? as tune-d2 (its 80-epoch "noaug" jobs), 160
+        select = ["cv.test=false", "cv.bag_of_frames=false", "data.val_fraction=0.3", "trainer.max_epochs=160"]
+        models = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
+        return [(f"tune-d-epochs-{m}-e160-s{s}", D + select + mo + [f"seed={s}"]) for s in (0, 1) for m, mo in models]
     if name == "tune-ema":  # the weight average's time constant on D, validation only, default recipe
         models = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
         return [(f"tune-ema-{n}-{e}", D + ["cv.test=false", "cv.bag_of_frames=false", f"optim.ema_epochs={e}"] + o)

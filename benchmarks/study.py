@@ -9,6 +9,9 @@ CPU or sharing one GPU.  Jobs whose results.json is complete are skipped on a re
 
 ``tune-d`` trains and selects on validation only (``cv.test=false``): D's test folds are
 never scored, so the default recipe it chooses is frozen before its test numbers exist.
+``tune-d2`` (augmentation stages) and ``tune-d-epochs`` (80 vs 160) re-select it the same
+way on a validation share of 30 % (10 % saturates on D), for the flagship and its strongest
+baseline alike.
 ``d`` and ``demo`` score the frozen recipe and its baselines over 3 seeds; ``hard`` scores
 every variant on fold 1 and the README reports the one chosen by validation accuracy.
 Writes ``<out>/summary.md`` and ``summary.json`` (mean validation and test accuracy per

@@ -114,8 +114,8 @@ class AugmentConfig:
     spectrogram circular roll and time/frequency masking.  Only BC is on by default: on D's
     validation folds (30 % of each training part, 2 seeds) the gain, roll and stripes
     lowered STAP-CRNN + BC from 96.55 to 94.91 % and the mean-pooled CRNN from 98.55 to
-    96.73 % (README, "Method study" 1b); experiments/hard.yaml turns roll and frequency
-    stripes on, where they help."""
+    96.73 % (README, "Method study" 1b); experiments/hard.yaml sets its own stages (roll
+    and frequency stripes on)."""
 
     mix: str = "bc"  # none | bc | bc_spec | mixup | any registered mixer
     gain: str = "a_weighting"  # a_weighting | rms   (bc only)
@@ -193,7 +193,7 @@ class Config:
     # Passed to lightning.Trainer as keyword arguments (keys checked against its signature).
     trainer: Dict[str, Any] = field(
         # 160 epochs: chosen on D's validation folds over 80 (STAP-CRNN + BC 96.55 → 98.91 %,
-        # mean pooling 98.55 → 99.09 %; README "Method study" 1b)
+        # mean pooling 98.55 → 99.09 %; README "Method study" 1c)
         default_factory=lambda: {"max_epochs": 160, "accelerator": "auto", "devices": 1}
     )
     logger: LoggerConfig = field(default_factory=LoggerConfig)

@@ -36,12 +36,16 @@ DEMO = ["--config", "experiments/demo.yaml"]
 GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-ema", "hard", "hard-epochs", "d", "demo")
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
 NO_AUG = ["augment.roll=false", "augment.freq_masks=0", "augment.time_masks=0", "augment.gain_db=0"]
+VALIDATION_ONLY = ["cv.test=false", "cv.bag_of_frames=false"]  # selection grids never score test folds
+VALIDATION_30 = VALIDATION_ONLY + ["data.val_fraction=0.3"]  # 10 % of D's training part (22 clips) saturates
+# The flagship and its strongest baseline on D, given the same candidates in every selection grid
+FLAGSHIP_AND_BASELINE = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
 
 
 def grid(name: str) -> list[tuple[str, list[str]]]:
     """(experiment name, asc cv arguments) of every job of a grid."""
     if name == "tune-d":  # recipe search on D, validation only, from the paper's recipe
-        tune = ["--config", "experiments/phan2019.yaml", "cv.test=false", "cv.bag_of_frames=false"]
+        tune = ["--config", "experiments/phan2019.yaml", *VALIDATION_ONLY]
         return [(f"tune-d-{n}", D + tune + o) for n, o in [
             ("paper", ["augment.mix=bc"]),
             ("aug", AUG),
@@ -57,19 +61,15 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
             ("aug-rnn2", AUG + ["model.rnn_layers=2"]),
         ]]
     if name == "tune-d2":  # the default's augmentation re-examined: 30 % of each training part validates, 2 seeds
-        select = ["cv.test=false", "cv.bag_of_frames=false", "data.val_fraction=0.3"]
         recipes = [("default", []), ("noaug", NO_AUG), ("paper", ["--config", "experiments/phan2019.yaml"])]
-        models = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
-        return [(f"tune-d2-{m}-{r}-s{s}", D + select + ro + mo + [f"seed={s}"])
-                for s in (0, 1) for m, mo in models for r, ro in recipes]
+        return [(f"tune-d2-{m}-{r}-s{s}", D + VALIDATION_30 + ro + mo + [f"seed={s}"])
+                for s in (0, 1) for m, mo in FLAGSHIP_AND_BASELINE for r, ro in recipes]
     if name == "tune-d-epochs":  # does STAP + BC need more epochs on D? as tune-d2 (its 80-epoch "noaug" jobs), 160
-        select = ["cv.test=false", "cv.bag_of_frames=false", "data.val_fraction=0.3", "trainer.max_epochs=160"]
-        models = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
-        return [(f"tune-d-epochs-{m}-e160-s{s}", D + select + mo + [f"seed={s}"]) for s in (0, 1) for m, mo in models]
+        return [(f"tune-d-epochs-{m}-e160-s{s}", D + VALIDATION_30 + ["trainer.max_epochs=160"] + mo + [f"seed={s}"])
+                for s in (0, 1) for m, mo in FLAGSHIP_AND_BASELINE]
     if name == "tune-ema":  # the weight average's time constant on D, validation only, default recipe
-        models = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]
-        return [(f"tune-ema-{n}-{e}", D + ["cv.test=false", "cv.bag_of_frames=false", f"optim.ema_epochs={e}"] + o)
-                for n, o in models for e in ("null", "2", "8")]
+        return [(f"tune-ema-{n}-{e}", D + VALIDATION_ONLY + [f"optim.ema_epochs={e}"] + o)
+                for n, o in FLAGSHIP_AND_BASELINE for e in ("null", "2", "8")]
     if name == "hard":  # sparse events, fold 1: poolings (experiments/hard.yaml), the clip-mean ablation, BC, CNN
         jobs = []
         for pooling in ("stap", "temporal", "mean", "max"):

@@ -9,7 +9,8 @@ CPU or sharing one GPU.  Jobs whose results.json is complete are skipped on a re
 
 ``tune-d`` trains and selects on validation only (``cv.test=false``): D's test folds are
 never scored, so the default recipe it chooses is frozen before its test numbers exist.
-``tune-d2`` (augmentation stages) and ``tune-d-epochs`` (80 vs 160) re-select it the same
+``tune-d2`` (augmentation stages), ``tune-d-epochs`` (80 vs 160) and ``tune-d-long`` (320 epochs,
+or a weight average) re-select it the same
 way on a validation share of 30 % (10 % saturates on D), for the flagship and its strongest
 baseline alike.
 ``d`` and ``demo`` score the frozen recipe and its baselines over 3 seeds; ``hard`` scores
@@ -33,7 +34,7 @@ SEEDS = (0, 1, 2)
 D = ["data.name=folder", "data.folder_folds=5"]  # + data.root: the folder data set of real office sounds
 HARD = ["--config", "experiments/hard.yaml", "cv.folds=[1]"]
 DEMO = ["--config", "experiments/demo.yaml"]
-GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-ema", "hard", "hard-epochs", "d", "demo")
+GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-d-long", "tune-ema", "hard", "hard-epochs", "d", "demo")
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
 NO_AUG = ["augment.roll=false", "augment.freq_masks=0", "augment.time_masks=0", "augment.gain_db=0"]
 VALIDATION_ONLY = ["cv.test=false", "cv.bag_of_frames=false"]  # selection grids never score test folds
@@ -67,6 +68,10 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
     if name == "tune-d-epochs":  # does STAP + BC need more epochs on D? as tune-d2 (its 80-epoch "noaug" jobs), 160
         return [(f"tune-d-epochs-{m}-e160-s{s}", D + VALIDATION_30 + ["trainer.max_epochs=160"] + mo + [f"seed={s}"])
                 for s in (0, 1) for m, mo in FLAGSHIP_AND_BASELINE]
+    if name == "tune-d-long":  # beyond the 160-epoch default: twice the epochs, or a weight average, as tune-d-epochs
+        recipes = [("e320", ["trainer.max_epochs=320"]), ("e160-ema8", ["optim.ema_epochs=8"])]
+        return [(f"tune-d-long-{m}-{r}-s{s}", D + VALIDATION_30 + ro + mo + [f"seed={s}"])
+                for r, ro in recipes for m, mo in FLAGSHIP_AND_BASELINE for s in (0, 1)]
     if name == "tune-ema":  # the weight average's time constant on D, validation only, default recipe
         return [(f"tune-ema-{n}-{e}", D + VALIDATION_ONLY + [f"optim.ema_epochs={e}"] + o)
                 for n, o in FLAGSHIP_AND_BASELINE for e in ("null", "2", "8")]

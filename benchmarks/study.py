@@ -9,10 +9,9 @@ CPU or sharing one GPU.  Jobs whose results.json is complete are skipped on a re
 
 ``tune-d`` trains and selects on validation only (``cv.test=false``): D's test folds are
 never scored, so the default recipe it chooses is frozen before its test numbers exist.
-``tune-d2`` (augmentation stages), ``tune-d-epochs`` (80 vs 160) and ``tune-d-long`` (320 epochs,
-or a weight average) re-select it the same
-way on a validation share of 30 % (10 % saturates on D), for the flagship and its strongest
-baseline alike.
+``tune-d2`` (augmentation stages), ``tune-d-epochs`` (80 vs 160) and ``tune-d-long`` (320
+epochs, or a weight average) re-select it the same way on a validation share of 30 % (10 %
+saturates on D), for the flagship and its strongest baseline alike.
 ``d`` and ``demo`` score the frozen recipe and its baselines over 3 seeds; ``hard`` scores
 every variant on fold 1 and the README reports the one chosen by validation accuracy.
 Writes ``<out>/summary.md`` and ``summary.json`` (mean validation and test accuracy per
@@ -37,6 +36,9 @@ DEMO = ["--config", "experiments/demo.yaml"]
 GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-d-long", "tune-ema", "hard", "hard-epochs", "d", "demo")
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
 NO_AUG = ["augment.roll=false", "augment.freq_masks=0", "augment.time_masks=0", "augment.gain_db=0"]
+# Each selection grid pins the recipe it measured (augmentation stages, epochs), so that it reruns
+# as the README reports it after the defaults it chose have moved on.
+PREVIOUS_DEFAULT = AUG + ["trainer.max_epochs=80"]  # the default before commit 2a9e007
 VALIDATION_ONLY = ["cv.test=false", "cv.bag_of_frames=false"]  # selection grids never score test folds
 VALIDATION_30 = VALIDATION_ONLY + ["data.val_fraction=0.3"]  # 10 % of D's training part (22 clips) saturates
 # The flagship and its strongest baseline on D, given the same candidates in every selection grid
@@ -62,18 +64,21 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
             ("aug-rnn2", AUG + ["model.rnn_layers=2"]),
         ]]
     if name == "tune-d2":  # the default's augmentation re-examined: 30 % of each training part validates, 2 seeds
-        recipes = [("default", []), ("noaug", NO_AUG), ("paper", ["--config", "experiments/phan2019.yaml"])]
+        recipes = [("default", PREVIOUS_DEFAULT), ("noaug", NO_AUG + ["trainer.max_epochs=80"]),
+                   ("paper", ["--config", "experiments/phan2019.yaml"])]
         return [(f"tune-d2-{m}-{r}-s{s}", D + VALIDATION_30 + ro + mo + [f"seed={s}"])
                 for s in (0, 1) for m, mo in FLAGSHIP_AND_BASELINE for r, ro in recipes]
     if name == "tune-d-epochs":  # does STAP + BC need more epochs on D? as tune-d2 (its 80-epoch "noaug" jobs), 160
-        return [(f"tune-d-epochs-{m}-e160-s{s}", D + VALIDATION_30 + ["trainer.max_epochs=160"] + mo + [f"seed={s}"])
+        e160 = NO_AUG + ["trainer.max_epochs=160"]
+        return [(f"tune-d-epochs-{m}-e160-s{s}", D + VALIDATION_30 + e160 + mo + [f"seed={s}"])
                 for s in (0, 1) for m, mo in FLAGSHIP_AND_BASELINE]
     if name == "tune-d-long":  # beyond the 160-epoch default: twice the epochs, or a weight average, as tune-d-epochs
-        recipes = [("e320", ["trainer.max_epochs=320"]), ("e160-ema8", ["optim.ema_epochs=8"])]
+        recipes = [("e320", NO_AUG + ["trainer.max_epochs=320"]),
+                   ("e160-ema8", NO_AUG + ["trainer.max_epochs=160", "optim.ema_epochs=8"])]
         return [(f"tune-d-long-{m}-{r}-s{s}", D + VALIDATION_30 + ro + mo + [f"seed={s}"])
                 for r, ro in recipes for m, mo in FLAGSHIP_AND_BASELINE for s in (0, 1)]
-    if name == "tune-ema":  # the weight average's time constant on D, validation only, default recipe
-        return [(f"tune-ema-{n}-{e}", D + VALIDATION_ONLY + [f"optim.ema_epochs={e}"] + o)
+    if name == "tune-ema":  # the weight average's time constant on D, validation only, the default of its time
+        return [(f"tune-ema-{n}-{e}", D + VALIDATION_ONLY + PREVIOUS_DEFAULT + [f"optim.ema_epochs={e}"] + o)
                 for n, o in FLAGSHIP_AND_BASELINE for e in ("null", "2", "8")]
     if name == "hard":  # sparse events, fold 1: poolings (experiments/hard.yaml), the clip-mean ablation, BC, CNN
         jobs = []

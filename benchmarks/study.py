@@ -33,7 +33,8 @@ SEEDS = (0, 1, 2)
 D = ["data.name=folder", "data.folder_folds=5"]  # + data.root: the folder data set of real office sounds
 HARD = ["--config", "experiments/hard.yaml", "cv.folds=[1]"]
 DEMO = ["--config", "experiments/demo.yaml"]
-GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-d-long", "tune-ema", "hard", "hard-epochs", "d", "demo")
+GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-d-long", "tune-ema", "hard", "hard-epochs", "hard-pool-e200", "d",
+         "demo")
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
 NO_AUG = ["augment.roll=false", "augment.freq_masks=0", "augment.time_masks=0", "augment.gain_db=0"]
 # Each selection grid pins the recipe it measured (augmentation stages, epochs), so that it reruns
@@ -92,6 +93,10 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
     if name == "hard-epochs":  # does BC need more epochs on sparse events? both at 200 (the budget allows 45 min)
         return [(f"hard-{n}-e200-s{s}", HARD + o + ["trainer.max_epochs=200", f"seed={s}"])
                 for s in SEEDS for n, o in [("stap-bc", ["augment.mix=bc"]), ("stap", [])]]
+    if name == "hard-pool-e200":  # the baselines at hard-epochs' 200 epochs: may hard.yaml move to 200 + BC?
+        e200 = ["trainer.max_epochs=200"]
+        return [(f"hard-{p}-{m}-e200-s{s}", HARD + e200 + [f"model.pooling={p}", f"augment.mix={mix}", f"seed={s}"])
+                for s in SEEDS for p in ("mean", "max") for m, mix in (("bc", "bc"), ("nobc", "none"))]
     if name == "d":  # the frozen default recipe and its baselines on D, 5 folds
         three = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"]), ("mean-bc", ["model.pooling=mean"]),
                  ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]

@@ -59,9 +59,15 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from asc.bench import format_result, run
+    from asc.bench import SECTIONS, format_result, run
+    from asc.errors import AscError
 
-    result = run(args.device, Path(args.out), quick=args.quick, compile_check=not args.no_compile)
+    unknown = [name for name in args.sections or [] if name not in SECTIONS]
+    if unknown:
+        raise AscError(f"--sections: no section named {', '.join(unknown)}; the sections are {', '.join(SECTIONS)}")
+
+    result = run(args.device, Path(args.out), quick=args.quick, compile_check=not args.no_compile,
+                 sections=args.sections)
     print(format_result(result))
     print(f"\nJSON: {args.out}")
     return 0
@@ -138,6 +144,9 @@ def _bench_parser(sub) -> None:
     p.add_argument("--out", default="bench.json", help="JSON output (default: ./bench.json)")
     p.add_argument("--quick", action="store_true", help="fewer steps and clips, float32 only (smoke test)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile check")
+    p.add_argument("--sections", nargs="+", metavar="NAME",
+                   help="run only these sections, in the usual order (complexity, frontends, loader, training, "
+                        "step_profile, litis_fold, pictures, litis_parallel, parallel_folds, compile; default: all)")
     p.set_defaults(func=cmd_bench)
 
 

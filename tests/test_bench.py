@@ -31,6 +31,12 @@ def test_training_and_loader_sections(tmp_path):
     loader = bench.bench_loader(torch.device("cpu"), clips, schedule, quick=True, overrides=SMALL)
     assert [r["workers"] for r in loader] == [0, 2, "on device"] and all(r["loader_clips_per_s"] > 0 for r in loader)
     assert all(r["ratio"] == r["train_clips_per_s"] / r["random_clips_per_s"] for r in loader)
+    profile = bench.bench_step_profile(torch.device("cpu"), clips, steps=2, overrides=SMALL)
+    assert [r["pipeline"] for r in profile] == ["random tensors", "on device"]  # pinned: GPU only
+    assert all(r["steps"] == 2 and r["wall_ms_per_step"] > 0 and r["busy_fraction"] is None for r in profile)
+    assert all(r["syncs_per_step"] == 0 and r["kernel_launches_per_step"] == 0 for r in profile)  # no CUDA here
+    assert "where a training step goes" in bench.format_result(
+        {"machine": bench.machine(), "device": "cpu", "step_profile": profile, "peak_rss_mb": 1.0, "seconds": 1.0})
 
 
 def _run_until_training(tmp_path, monkeypatch, loader, at_training=None) -> dict:
@@ -83,6 +89,33 @@ def test_protocol_estimate_from_the_measured_fold():
     assert e["protocol_min"] == pytest.approx(20 * 154 / 60, abs=0.05)
 
 
+def test_protocol_estimate_with_folds_side_by_side():
+    fold = {"epoch_train_s": [2.0, 2.0], "epoch_val_s": [1.0, 1.0], "steady_epoch_s": 2.0, "val_s": 1.0,
+            "fold_wall_s": 16.0}
+    e = bench.protocol_estimate(fold, epochs=100, splits=20, parallel=8)
+    assert e["fold_s"] == pytest.approx(10 + 300) and e["parallel_folds"] == 8
+    assert e["protocol_min"] == pytest.approx(3 * 310 / 60, abs=0.05)  # 20 folds in 3 waves of at most 8
+
+
+def test_litis_folds_side_by_side_in_their_own_processes(tmp_path):
+    rows = bench.bench_litis_parallel(torch.device("cpu"), tmp_path, levels=[1, 2], n_clips=57, epochs=2,
+                                      clip_seconds=2.0, overrides=[*SMALL, "data.eval_hop_seconds=1.0",
+                                                                   "logger.attention_clips_per_class=0"])
+    assert [r["parallel_folds"] for r in rows] == [1, 2] and not any("error" in r for r in rows)
+    assert all(len(r["epoch_train_s"]) == 2 and r["steady_epoch_s"] > 0 and r["threads_per_process"] == 1
+               for r in rows)
+    assert rows[0]["epoch_speedup"] == pytest.approx(1.0)
+    assert rows[1]["estimate"]["how"].startswith("2 folds side by side") and rows[1]["estimate"]["protocol_min"] > 0
+    # each process trained its own split of the one shared cache
+    written = sorted(p.name for p in tmp_path.glob("p2-*.json"))
+    assert written == ["p2-0.json", "p2-1.json"] and len(list(tmp_path.glob("*.f16"))) == 1
+    splits = [json.loads((tmp_path / name).read_text())["n_test"] for name in written]
+    assert splits == [19, 19]
+    text = bench.format_result({"machine": bench.machine(), "device": "cpu", "litis_parallel": rows,
+                                "peak_rss_mb": 1.0, "seconds": 1.0})
+    assert "folds side by side" in text and "waves of N folds" in text
+
+
 def test_litis_fold_through_run_fold_then_pictures(tmp_path):
     """The end-to-end fold (official-like split, timed by a callback inside run_fold) and
     predict's files per second from its checkpoint, at toy sizes."""
@@ -96,9 +129,18 @@ def test_litis_fold_through_run_fold_then_pictures(tmp_path):
     pictures = bench.bench_pictures(torch.device("cpu"), fold["best_checkpoint"], tmp_path, n_files=2, seconds=2.0)
     assert pictures["files"] == 2 and pictures["with_pictures"]["files_per_s"] > 0
     assert len(list((tmp_path / "predict" / "with" / "attention").glob("*.png"))) == 2
+    assert pictures["one_picture_s"] > 0 and pictures["picture_workers"] == 0  # 2 files: drawn in this process
     text = bench.format_result({"machine": bench.machine(), "device": "cpu", "litis_fold": fold, "pictures": pictures,
                                 "peak_rss_mb": 1.0, "seconds": 1.0, "sections": ["litis_fold", "pictures"]})
     assert "estimate, not measured" in text and "--attention" in text
     if fold["fold_memory_mb"]:  # Linux: the fold's own memory, after the cache was written
         assert fold["fold_memory_mb"]["peak"] >= fold["fold_memory_mb"]["anon"] > 0
         assert "host memory of the fold's main process" in text
+
+
+def test_bench_names_an_unknown_section(tmp_path, capsys):
+    from asc.cli import main
+
+    assert main(["bench", "--sections", "loader", "speed", "--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "no section named speed" in err and "litis_parallel" in err and not (tmp_path / "b.json").exists()

@@ -9,9 +9,12 @@
 * Loader and training (:mod:`asc.bench.training`): DataLoader workers and the audio held on
   the device, training rates of STAP-CRNN and the CNN (BC on/off, float32/bf16, with data
   and from random tensors), torch.compile, model size and cost.
+* Where a training step's time goes (profiler: device-busy fraction, launches, copies,
+  syncs per step; :func:`~asc.bench.training.bench_step_profile`).
 * An end-to-end LITIS-shaped fold through ``asc cv``'s run_fold, with epoch, validation and
-  test times and an estimate of the 20-split protocol; ``cv.parallel_folds`` 1 -> N
-  (:mod:`asc.bench.folds`).
+  test times and an estimate of the 20-split protocol; N LITIS-shaped folds side by side on
+  one device and the protocol's estimate from them; ``cv.parallel_folds`` 1 -> N on a
+  demo-like config (:mod:`asc.bench.folds`).
 * ``asc predict --attention``: files per second with and without pictures
   (:mod:`asc.bench.pictures`).
 * Peak RSS, of the whole run and of each section (the fold section's: the fold's main
@@ -42,16 +45,16 @@ from asc.bench.common import (
     process_memory,
     steady_rate,
 )
-from asc.bench.folds import bench_litis_fold, bench_parallel_folds, protocol_estimate
+from asc.bench.folds import bench_litis_fold, bench_litis_parallel, bench_parallel_folds, protocol_estimate
 from asc.bench.frontends import bench_frontends, numpy_power_filterbank
 from asc.bench.pictures import bench_pictures
 from asc.bench.report import format_result
-from asc.bench.training import bench_compile, bench_complexity, bench_loader, bench_training
+from asc.bench.training import bench_compile, bench_complexity, bench_loader, bench_step_profile, bench_training
 
-__all__ = ["FULL", "QUICK", "Schedule", "bench_compile", "bench_complexity", "bench_frontends", "bench_litis_fold",
-           "bench_loader", "bench_parallel_folds", "bench_pictures", "bench_training", "format_result",
-           "litis_shaped_config", "machine", "make_cached_litis", "numpy_power_filterbank", "protocol_estimate", "run",
-           "steady_rate"]
+__all__ = ["FULL", "QUICK", "SECTIONS", "Schedule", "bench_compile", "bench_complexity", "bench_frontends",
+           "bench_litis_fold", "bench_litis_parallel", "bench_loader", "bench_parallel_folds", "bench_pictures",
+           "bench_step_profile", "bench_training", "format_result", "litis_shaped_config", "machine",
+           "make_cached_litis", "numpy_power_filterbank", "protocol_estimate", "run", "steady_rate"]
 
 # sizes of the end-to-end sections: (clips, epochs) of the LITIS-shaped fold, files of predict
 FOLD_FULL, FOLD_QUICK = (3026, 4), (120, 2)
@@ -64,11 +67,18 @@ def _device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def run(device: str = "auto", out: Path | None = None, quick: bool = False, compile_check: bool = True) -> dict:
-    """Every section in turn (cheap and most telling first); the JSON at ``out`` is
-    rewritten as each one finishes."""
+SECTIONS = ("complexity", "frontends", "loader", "training", "step_profile", "litis_fold", "pictures",
+            "litis_parallel", "parallel_folds", "compile")
+
+
+def run(device: str = "auto", out: Path | None = None, quick: bool = False, compile_check: bool = True,
+        sections: list[str] | None = None) -> dict:
+    """Every section in turn (cheap and most telling first), or only ``sections`` (names
+    of :data:`SECTIONS`; ``pictures`` needs ``litis_fold``'s checkpoint and runs with it);
+    the JSON at ``out`` is rewritten as each one finishes."""
     from asc.io import write_json_atomic
 
+    wanted = set(sections or SECTIONS) - (set() if compile_check else {"compile"})
     dev = _device(device)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -93,21 +103,36 @@ def run(device: str = "auto", out: Path | None = None, quick: bool = False, comp
             write_json_atomic(Path(out), result)
         print(f"bench: {name} done ({result['seconds']:.0f} s)", flush=True)
 
-    finished("complexity", bench_complexity())
-    finished("frontends", bench_frontends(dev, clips=2 if quick else 8))
+    if "complexity" in wanted:
+        finished("complexity", bench_complexity())
+    if "frontends" in wanted:
+        finished("frontends", bench_frontends(dev, clips=2 if quick else 8))
     cfg = litis_shaped_config()
-    with tempfile.TemporaryDirectory() as tmp:
-        clips = make_cached_litis(Path(tmp), cfg.data.sample_rate, n_clips=schedule.batches * cfg.data.batch_size)
-        finished("loader", bench_loader(dev, clips, schedule, quick))
-        finished("training", bench_training(dev, clips, schedule, precisions=("32",) if quick else ("32", "bf16")))
-        del clips
-    with tempfile.TemporaryDirectory() as tmp:
-        n_clips, epochs = FOLD_QUICK if quick else FOLD_FULL
-        fold = bench_litis_fold(dev, Path(tmp), n_clips, epochs)
-        finished("litis_fold", fold)
-        n_files = PICTURES_QUICK if quick else PICTURES_FULL
-        finished("pictures", bench_pictures(dev, fold["best_checkpoint"], Path(tmp), n_files))
-    finished("parallel_folds", bench_parallel_folds(dev, quick))
-    if compile_check:
+    if wanted & {"loader", "training", "step_profile"}:
+        with tempfile.TemporaryDirectory() as tmp:
+            clips = make_cached_litis(Path(tmp), cfg.data.sample_rate, n_clips=schedule.batches * cfg.data.batch_size)
+            if "loader" in wanted:
+                finished("loader", bench_loader(dev, clips, schedule, quick))
+            if "training" in wanted:
+                finished("training", bench_training(dev, clips, schedule,
+                                                    precisions=("32",) if quick else ("32", "bf16")))
+            if "step_profile" in wanted:
+                finished("step_profile", bench_step_profile(dev, clips, *((2, 1) if quick else (20, 5))))
+            del clips
+    n_clips, epochs = FOLD_QUICK if quick else FOLD_FULL
+    if wanted & {"litis_fold", "pictures"}:
+        with tempfile.TemporaryDirectory() as tmp:
+            fold = bench_litis_fold(dev, Path(tmp), n_clips, epochs)
+            finished("litis_fold", fold)
+            if "pictures" in wanted:
+                n_files = PICTURES_QUICK if quick else PICTURES_FULL
+                finished("pictures", bench_pictures(dev, fold["best_checkpoint"], Path(tmp), n_files))
+    if "litis_parallel" in wanted:
+        with tempfile.TemporaryDirectory() as tmp:
+            finished("litis_parallel", bench_litis_parallel(dev, Path(tmp), n_clips=n_clips,
+                                                            epochs=2 if quick else 3))
+    if "parallel_folds" in wanted:
+        finished("parallel_folds", bench_parallel_folds(dev, quick))
+    if "compile" in wanted:
         finished("compile", bench_compile(dev, schedule))
     return result

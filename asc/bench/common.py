@@ -114,34 +114,40 @@ def litis_split(labels: np.ndarray, seed: int = 0, test_fraction: float = 0.2) -
 
 
 def make_cached_litis(tmp: Path, sample_rate: int, n_clips: int, clip_seconds: float = CLIP_SECONDS,
-                      split: bool = False):
+                      split: bool = False, split_seed: int = 0, write: bool = True):
     """A LITIS-shaped ClipSet served from a memory-mapped float16 cache, like real data
     (random audio: a few random clips at varying gains, quick to write).  Fold 1 is one clip
-    tested (a training set), or with ``split`` an official-like 80/20 split (:func:`litis_split`)."""
+    tested (a training set), or with ``split`` an official-like 80/20 split
+    (:func:`litis_split`, drawn with ``split_seed``).  ``write=False`` opens the cache an
+    earlier call wrote in ``tmp`` (the folds run side by side share one)."""
     from asc.data.audio import MemmapStore
     from asc.data.base import ClipSet
 
     n = int(clip_seconds * sample_rate)
     path = tmp / "litis_like.f16"
-    data = np.memmap(path, dtype=np.float16, mode="w+", shape=(n_clips * n,))
-    rng = np.random.default_rng(0)
-    pool = (0.1 * rng.standard_normal((min(n_clips, 8), n))).astype(np.float32)
-    for i in range(n_clips):
-        data[i * n:(i + 1) * n] = (pool[i % len(pool)] * rng.uniform(0.5, 2.0)).astype(np.float16)
-    data.flush()
-    del data
+    if write:
+        data = np.memmap(path, dtype=np.float16, mode="w+", shape=(n_clips * n,))
+        rng = np.random.default_rng(0)
+        pool = (0.1 * rng.standard_normal((min(n_clips, 8), n))).astype(np.float32)
+        for i in range(n_clips):
+            data[i * n:(i + 1) * n] = (pool[i % len(pool)] * rng.uniform(0.5, 2.0)).astype(np.float16)
+        data.flush()
+        del data
     store = MemmapStore(path, np.arange(n_clips) * n, np.full(n_clips, n), sample_rate)
     labels = np.arange(n_clips) % N_LITIS_CLASSES
     idx = np.arange(n_clips)
-    folds = {1: litis_split(labels) if split else (idx, idx[:1])}
+    folds = {1: litis_split(labels, split_seed) if split else (idx, idx[:1])}
     return ClipSet("litis-like", [f"class{c}" for c in range(N_LITIS_CLASSES)], [f"clip{i}" for i in idx], labels,
                    folds, store)
 
 
-def litis_loader(clips, segment: int, batch: int, workers: int, device: torch.device, on_device: bool = False):
+def litis_loader(clips, segment: int, batch: int, workers: int, device: torch.device, on_device: bool = False,
+                 pin: bool | None = None):
     """The training DataLoader over the whole cached set, as the DataModule builds it (seeded
     crops): one pass is one epoch.  ``on_device``: the loader only names the crops, cut on
-    the device from the audio held there (:func:`to_device`)."""
+    the device from the audio held there (:func:`to_device`).  ``pin``: batches in pinned
+    memory on a GPU; by default, as the DataModule does, those its workers read, not the
+    rows of audio held on the device (a few bytes: pinning them measured no gain)."""
     from asc.data.batches import Collate, Crops, TrainCrops
 
     lengths = np.array([clips.audio.length(i) for i in range(len(clips))], dtype=np.int64)
@@ -150,7 +156,7 @@ def litis_loader(clips, segment: int, batch: int, workers: int, device: torch.de
         Crops(clips, read=not on_device), batch_sampler=TrainCrops(np.arange(len(clips)), lengths, segment, batch,
                                                                    drop_last=True, seed=0),
         collate_fn=Collate(False, segment or 0), num_workers=workers, persistent_workers=workers > 0,
-        pin_memory=device.type == "cuda" and not on_device)
+        pin_memory=device.type == "cuda" and (not on_device if pin is None else pin))
 
 
 def to_device(batch: dict, device: torch.device, audio=None) -> dict:

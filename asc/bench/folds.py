@@ -6,12 +6,15 @@
   (steady: the first epoch excluded), validation time per epoch, the final validation of the
   chosen checkpoint and the test, each timed by a Lightning callback (:class:`FoldTimes`);
   and from them an estimate of the whole 20-split protocol at the config's epochs;
+* :func:`bench_litis_parallel`: N LITIS-shaped folds side by side on one device, each its own
+  process as ``cv.parallel_folds`` runs them, and the protocol's estimate from them;
 * :func:`bench_parallel_folds`: wall time of ``asc cv`` with ``cv.parallel_folds`` 1 -> N.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -85,51 +88,117 @@ def fold_config(device: torch.device, epochs: int, tmp: Path, overrides: list[st
         *(overrides or [])])
 
 
+def time_fold(cfg, clips, out_dir: Path, device: torch.device) -> dict:
+    """Fold 1 of ``clips`` through ``run_fold`` (into ``out_dir``), timed by :class:`FoldTimes`:
+    seconds of each part; ``steady_epoch_s`` is the median training epoch after the first
+    (the first when there is only one)."""
+    from asc.fold import run_fold
+
+    times = FoldTimes(device)
+    t0 = time.perf_counter()
+    row = run_fold(cfg, clips, 1, out_dir, callbacks=(times,))
+    wall = time.perf_counter() - t0
+    steady = times.train[1:] or times.train
+    return {"n_train": row["n_train"], "n_val": row["n_val"], "n_test": row["n_test"],
+            "epoch_train_s": [round(t, 3) for t in times.train], "steady_epoch_s": float(np.median(steady)),
+            "epoch_val_s": [round(t, 3) for t in times.val],
+            "val_s": float(np.median(times.val)) if times.val else 0.0,
+            "final_val_s": float(sum(times.after_fit_val)), "test_s": float(sum(times.test)),
+            "test_pictures_s": float(sum(times.test_end)), "fold_wall_s": round(wall, 2),
+            "test_acc": row.get("test/acc"), "best_checkpoint": row["best_checkpoint"]}
+
+
 def bench_litis_fold(device: torch.device, tmp: Path, n_clips: int = 3026, epochs: int = 4,
                      clip_seconds: float = 30.0, overrides: list[str] | None = None) -> dict:
     """One LITIS-shaped fold through ``run_fold`` in ``tmp`` (its checkpoints stay there:
-    the pictures section reuses the best one).  Times in seconds; ``steady_epoch_s`` is the
-    median training epoch after the first (the first when there is only one)."""
-    from asc.fold import run_fold
-
+    the pictures section reuses the best one), :func:`time_fold`'s times in seconds, and
+    the sequential protocol's estimate."""
     cfg = fold_config(device, epochs, tmp, overrides)
     t0 = time.perf_counter()
     clips = make_cached_litis(tmp, cfg.data.sample_rate, n_clips, clip_seconds, split=True)
     cache_s = time.perf_counter() - t0
     process_memory(reset_peak=True)  # writing the cache maps every page of it: not the fold's
-    times = FoldTimes(device)
-    t0 = time.perf_counter()
-    row = run_fold(cfg, clips, 1, tmp / cfg.experiment.name, callbacks=(times,))
-    wall = time.perf_counter() - t0
-    steady = times.train[1:] or times.train
-    result = {"clips": n_clips, "clip_s": clip_seconds, "classes": len(clips.class_names),
-              "n_train": row["n_train"], "n_val": row["n_val"], "n_test": row["n_test"], "epochs": epochs,
+    times = time_fold(cfg, clips, tmp / cfg.experiment.name, device)
+    result = {"clips": n_clips, "clip_s": clip_seconds, "classes": len(clips.class_names), "epochs": epochs,
               "batch": cfg.data.batch_size, "segment_s": cfg.data.segment_seconds,
-              "config": FROZEN_LITIS.name, "cache_write_s": round(cache_s, 2),
-              "epoch_train_s": [round(t, 3) for t in times.train], "steady_epoch_s": float(np.median(steady)),
-              "epoch_val_s": [round(t, 3) for t in times.val],
-              "val_s": float(np.median(times.val)) if times.val else 0.0,
-              "final_val_s": float(sum(times.after_fit_val)), "test_s": float(sum(times.test)),
-              "test_pictures_s": float(sum(times.test_end)),
-              "fold_wall_s": round(wall, 2), "test_acc": row.get("test/acc"),
+              "config": FROZEN_LITIS.name, "cache_write_s": round(cache_s, 2), **times,
               # the fold's main process from its start to its end (DataLoader and picture
               # workers are processes of their own)
-              "fold_memory_mb": process_memory(),
-              "best_checkpoint": row["best_checkpoint"]}
+              "fold_memory_mb": process_memory()}
     result["estimate"] = protocol_estimate(result, int(litis_shaped_config().trainer.max_epochs))
     return result
 
 
-def protocol_estimate(fold: dict, epochs: int, splits: int = LITIS_SPLITS) -> dict:
+def protocol_estimate(fold: dict, epochs: int, splits: int = LITIS_SPLITS, parallel: int = 1) -> dict:
     """The whole protocol (``splits`` folds of ``epochs`` epochs, validation and test
-    included) one fold after another, extrapolated from the measured fold: per fold, the
-    fold's fixed cost (its wall time less its epochs) plus ``epochs`` x (steady training
-    epoch + validation)."""
+    included) extrapolated from a measured fold: per fold, the fold's fixed cost (its wall
+    time less its epochs) plus ``epochs`` x (steady training epoch + validation); with
+    ``parallel`` folds side by side (measured so: their fold times are those of a fold among
+    ``parallel``), ceil(splits / parallel) waves of such folds."""
     measured_epochs = sum(fold["epoch_train_s"]) + sum(fold["epoch_val_s"])
     fixed = max(0.0, fold["fold_wall_s"] - measured_epochs)
     per_fold = fixed + epochs * (fold["steady_epoch_s"] + fold["val_s"])
-    return {"splits": splits, "epochs": epochs, "fold_fixed_s": round(fixed, 2), "fold_s": round(per_fold, 1),
-            "protocol_min": round(splits * per_fold / 60, 1), "how": "sequential folds (cv.parallel_folds=1)"}
+    waves = math.ceil(splits / parallel)
+    how = ("sequential folds (cv.parallel_folds=1)" if parallel == 1 else
+           f"{parallel} folds side by side (cv.parallel_folds={parallel}), {waves} waves")
+    return {"splits": splits, "epochs": epochs, "parallel_folds": parallel, "fold_fixed_s": round(fixed, 2),
+            "fold_s": round(per_fold, 1), "protocol_min": round(waves * per_fold / 60, 1), "how": how}
+
+
+def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | None = None, n_clips: int = 3026,
+                         epochs: int = 3, clip_seconds: float = 30.0, overrides: list[str] | None = None) -> list[dict]:
+    """LITIS-shaped folds side by side on one device, as ``cv.parallel_folds`` runs them:
+    for each N of ``levels``, N processes (each :func:`time_fold` on its own official-like
+    split of one shared cache, its own copy of the audio on the device, the threads
+    ``cv.parallel_folds`` gives it, test pictures included) started at once.  Per level:
+    the mean steady epoch and validation of a fold among N, the wall time from the start of
+    the processes to the end of the last (start-up, cache, audio to the device and pictures
+    included; it stands for every fold's wall time in the estimate), the fold-throughput
+    speed-up over N = 1 and the 20-split protocol's estimate at the frozen config's epochs."""
+    import subprocess
+    import sys
+
+    from asc.parallel import child_env, threads_per_child
+
+    cpu = device.type == "cpu"
+    # on a GPU 1 and 8 (on an H200 4 side by side gave 3.07x the epochs per second of one,
+    # 8 gave 3.73x: README, Benchmarks), so that the GPU bench keeps to its 5 minutes
+    levels = levels or ([1, 2] if cpu else [1, 8])
+    cfg = fold_config(device, epochs, tmp, overrides)
+    make_cached_litis(tmp, cfg.data.sample_rate, n_clips, clip_seconds, split=True)  # shared by every process
+    full_epochs = int(litis_shaped_config().trainer.max_epochs)
+    rows = []
+    for n in levels:
+        env = child_env(threads_per_child(n, cpu))
+        specs = [{"device": str(device), "tmp": str(tmp), "n_clips": n_clips, "clip_s": clip_seconds,
+                  "epochs": epochs, "split_seed": k, "overrides": list(overrides or []),
+                  "threads": threads_per_child(n, cpu), "out": str(tmp / f"p{n}-{k}.json")} for k in range(n)]
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-m", "asc.bench.fold_process", json.dumps(spec)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for spec in specs]
+        logs = [p.communicate()[0] for p in procs]
+        wall = time.perf_counter() - t0
+        failed = [f"fold process {k}: {(log.strip().splitlines() or ['?'])[-1][:200]}"
+                  for k, (p, log) in enumerate(zip(procs, logs)) if p.returncode != 0]
+        row = {"parallel_folds": n, "epochs": epochs, "wall_s": round(wall, 1),
+               "threads_per_process": threads_per_child(n, cpu)}
+        if failed:
+            rows.append({**row, "error": "; ".join(failed)})
+            continue
+        folds = [json.loads(Path(spec["out"]).read_text()) for spec in specs]
+        fold = {"epoch_train_s": list(np.mean([f["epoch_train_s"] for f in folds], axis=0)),
+                "epoch_val_s": list(np.mean([f["epoch_val_s"] for f in folds], axis=0)),
+                "steady_epoch_s": float(np.mean([f["steady_epoch_s"] for f in folds])),
+                "val_s": float(np.mean([f["val_s"] for f in folds])), "fold_wall_s": wall}
+        rows.append({**row, **{k: v for k, v in fold.items() if k != "fold_wall_s"},
+                     "test_pictures_s": float(np.mean([f["test_pictures_s"] for f in folds])),
+                     "estimate": protocol_estimate(fold, full_epochs, parallel=n)})
+    alone = next((r for r in rows if r["parallel_folds"] == 1 and "error" not in r), None)
+    for r in rows:
+        if alone and "error" not in r:
+            # folds finished per second of training, N side by side against one alone
+            r["epoch_speedup"] = r["parallel_folds"] * alone["steady_epoch_s"] / r["steady_epoch_s"]
+    return rows
 
 
 def bench_parallel_folds(device: torch.device, quick: bool = False, levels: list[int] | None = None) -> list[dict]:
@@ -179,3 +248,4 @@ def bench_parallel_folds(device: torch.device, quick: bool = False, levels: list
         if alone and r.get("fold_s") and levels[0] == 1 and n_folds % r["parallel_folds"] == 0:
             r["overlap_speedup"] = r["parallel_folds"] * fmean(alone) / fmean(r["fold_s"])
     return rows
+

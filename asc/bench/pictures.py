@@ -52,4 +52,29 @@ def bench_pictures(device: torch.device, checkpoint: str | Path, tmp: Path, n_fi
     without = _files_per_s(model, files, tmp / "predict", False, device)
     with_pictures = _files_per_s(model, files, tmp / "predict", True, device)
     return {"files": n_files, "clip_s": seconds, "without_pictures": without, "with_pictures": with_pictures,
-            "picture_s_per_file": 1 / with_pictures["files_per_s"] - 1 / without["files_per_s"]}
+            "picture_s_per_file": 1 / with_pictures["files_per_s"] - 1 / without["files_per_s"],
+            **_picture_parts(model, files[0], tmp / "parts", n_files)}
+
+
+def _picture_parts(model, path: Path, out: Path, n_files: int) -> dict:
+    """What a picture costs: one drawn in this process (median of 3), and starting the
+    picture processes ``predict`` starts for ``n_files`` files (0 when it starts none)."""
+    from asc.data.audio import read_audio
+    from asc.picture_writer import _start_pool, draw_attention_picture, picture_workers
+
+    out.mkdir(parents=True, exist_ok=True)
+    analysis = model.analyse_clip(read_audio(path, model.sample_rate)[0])
+    times = []
+    for k in range(3):
+        t0 = time.perf_counter()
+        draw_attention_picture(out / f"p{k}.png", analysis, model.frontend.hop / model.sample_rate, "bench",
+                               class_names=model.class_names)
+        times.append(time.perf_counter() - t0)
+    workers = picture_workers(n_files)
+    t0 = time.perf_counter()
+    pool = _start_pool(workers) if workers else None
+    if pool is not None:
+        list(pool.map(int, range(workers)))  # every worker up and answering
+        pool.shutdown()
+    return {"one_picture_s": float(np.median(times)), "picture_workers": workers,
+            "pool_start_s": time.perf_counter() - t0}

@@ -70,12 +70,48 @@ def _litis_fold(f: dict, parallel: list[dict] | None) -> list[str]:
 
 def _pictures(p: dict) -> list[str]:
     w, wo = p["with_pictures"], p["without_pictures"]
-    return [f"asc predict, {p['files']} files of {p['clip_s']:g} s (model loaded once)   files per s",
-            format_table(["", "files/s", "seconds"], [["without pictures", f"{wo['files_per_s']:.2f}",
-                                                       f"{wo['seconds']:.1f}"],
-                                                      ["--attention", f"{w['files_per_s']:.2f}",
-                                                       f"{w['seconds']:.1f}"]]),
-            f"one picture adds {p['picture_s_per_file']:.2f} s per file"]
+    lines = [f"asc predict, {p['files']} files of {p['clip_s']:g} s (model loaded once)   files per s",
+             format_table(["", "files/s", "seconds"], [["without pictures", f"{wo['files_per_s']:.2f}",
+                                                        f"{wo['seconds']:.1f}"],
+                                                       ["--attention", f"{w['files_per_s']:.2f}",
+                                                        f"{w['seconds']:.1f}"]]),
+             f"one picture adds {p['picture_s_per_file']:.2f} s per file"]
+    if "one_picture_s" in p:
+        lines.append(f"  of which: one picture drawn in the main process {p['one_picture_s']:.2f} s; starting its "
+                     f"{p['picture_workers']} picture processes {p['pool_start_s']:.2f} s")
+    return lines
+
+
+def _step_profile(rows: list[dict]) -> list[str]:
+    cells = [[x["pipeline"], f"{x['wall_ms_per_step']:.2f}", f"{x['device_busy_ms_per_step']:.2f}",
+              "-" if x["busy_fraction"] is None else f"{x['busy_fraction']:.2f}",
+              f"{x['kernel_launches_per_step']:.0f}", f"{x['copies_per_step']:.1f}", f"{x['syncs_per_step']:.1f}"]
+             for x in rows]
+    return [f"where a training step goes (STAP-CRNN + BC, float32, batch {rows[0]['batch']}, {rows[0]['steps']} steps "
+            "under the profiler)   per step",
+            format_table(["", "wall ms", "device busy ms", "busy", "launches", "copies", "syncs"], cells,
+                         align="lrrrrrr")]
+
+
+def _litis_parallel(rows: list[dict]) -> list[str]:
+    cells = []
+    for x in rows:
+        if "error" in x:
+            cells.append([str(x["parallel_folds"]), f"{x['wall_s']:.1f}", "", "", "", "", f"error: {x['error']}"])
+            continue
+        e = x["estimate"]
+        cells.append([str(x["parallel_folds"]), f"{x['wall_s']:.1f}", f"{x['steady_epoch_s']:.2f}",
+                      f"{x['val_s']:.2f}", f"{x.get('epoch_speedup', float('nan')):.2f}", f"{e['fold_s']:.0f}",
+                      f"{e['protocol_min']:.1f}"])
+    first = next((x for x in rows if "estimate" in x), None)
+    e = first["estimate"] if first else {"splits": 20, "epochs": "?"}
+    return [f"LITIS-shaped folds side by side on one device ({rows[0]['epochs']} epochs each, one process per fold, "
+            "test pictures included)",
+            format_table(["folds at once", "wall s", "epoch s", "val s", "epoch speed-up", "fold s (est.)",
+                          "protocol min (est.)"], cells, align="rrrrrrr"),
+            f"estimate, not measured: the {e['splits']}-split protocol at {e['epochs']} epochs in waves of N folds; "
+            "a fold's fixed cost is the measured wall time (all N processes, start-up to the last one's end) less "
+            "its measured epochs; epoch speed-up: N x epoch alone / epoch among N"]
 
 
 def _parallel(rows: list[dict]) -> list[str]:
@@ -97,8 +133,12 @@ def format_result(r: dict) -> str:
             blocks.append(fmt(r[key]))
     if r.get("litis_fold"):
         blocks.append(_litis_fold(r["litis_fold"], r.get("parallel_folds")))
+    if r.get("step_profile"):
+        blocks.append(_step_profile(r["step_profile"]))
     if r.get("pictures"):
         blocks.append(_pictures(r["pictures"]))
+    if r.get("litis_parallel"):
+        blocks.append(_litis_parallel(r["litis_parallel"]))
     if r.get("parallel_folds"):
         blocks.append(_parallel(r["parallel_folds"]))
     if r.get("compile"):

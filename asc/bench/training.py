@@ -20,7 +20,7 @@ import torch
 
 from asc.augment import soft_target_kl
 from asc.bench import common
-from asc.bench.common import FULL, Schedule, litis_loader, litis_shaped_config, steady_rate, to_device
+from asc.bench.common import FULL, Schedule, litis_loader, litis_shaped_config, steady_rate, sync, to_device
 from asc.data.batches import segment_samples
 from asc.data.device_audio import DeviceAudio
 
@@ -51,14 +51,10 @@ def training_setup(cfg, class_names: list[str], device: torch.device):
     return module, opt, features, batch
 
 
-def train_rate(module, opt, features, random_batch, loader, device, precision, schedule: Schedule,
-               audio=None) -> dict:
-    """Steady-state training rate: from the DataLoader (one pass per epoch) when ``loader``
-    is given, else from random waveforms already on the device (``schedule.batches`` steps
-    per epoch)."""
-    module.train()
+def make_step(module, opt, features, device: torch.device, precision: str = "32"):
+    """One training step on a batch of waveforms on the device: features, forward (bf16
+    autocast with ``precision="bf16"``), soft-target loss, backward, optimizer step."""
     dtype = torch.bfloat16 if precision == "bf16" else None
-    n = len(random_batch["label"])
 
     def step(batch):
         batch = features(batch)
@@ -68,6 +64,18 @@ def train_rate(module, opt, features, random_batch, loader, device, precision, s
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+    return step
+
+
+def train_rate(module, opt, features, random_batch, loader, device, precision, schedule: Schedule,
+               audio=None) -> dict:
+    """Steady-state training rate: from the DataLoader (one pass per epoch) when ``loader``
+    is given, else from random waveforms already on the device (``schedule.batches`` steps
+    per epoch)."""
+    module.train()
+    n = len(random_batch["label"])
+    step = make_step(module, opt, features, device, precision)
 
     def data_epoch():
         for batch in loader:
@@ -80,6 +88,72 @@ def train_rate(module, opt, features, random_batch, loader, device, precision, s
     if loader is not None:
         return steady_rate(data_epoch, len(loader) * n, schedule, device)
     return steady_rate(random_epoch, schedule.batches * n, schedule, device)
+
+
+def _profile_steps(step, batches, device: torch.device) -> dict:
+    """Wall time, device-busy time (the kernels' own time), kernel launches, host-device
+    copies and synchronisations per step of ``step`` over ``batches`` (a list of thunks
+    giving a batch), under the PyTorch profiler (its overhead is in the wall time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sync(device)
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for get in batches:
+            step(get())
+        sync(device)
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    n = len(batches)
+
+    def count(*names) -> float:
+        return sum(e.count for e in events if e.key in names) / n
+
+    busy_us = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in events
+                  if getattr(e, "device_type", None) is not None and "CUDA" in str(e.device_type))
+    return {"steps": n, "wall_ms_per_step": 1e3 * wall / n, "device_busy_ms_per_step": busy_us / 1e3 / n,
+            "busy_fraction": busy_us / 1e6 / wall if device.type == "cuda" else None,
+            "kernel_launches_per_step": count("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"),
+            "copies_per_step": count("cudaMemcpyAsync", "cudaMemcpy"),
+            "syncs_per_step": count("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")}
+
+
+def _next_on_device(batches, device: torch.device, audio) -> dict:
+    return to_device(next(batches), device, audio)
+
+
+def bench_step_profile(device: torch.device, clips, steps: int = 20, warmup: int = 5,
+                       overrides: list[str] | None = None) -> list[dict]:
+    """Where a float32 STAP-CRNN + BC training step's time goes, from random waveforms on
+    the device and with the audio held on the device (rows in pageable memory as the
+    DataModule gives them, and on a GPU also pinned):
+    wall and device-busy milliseconds per step, kernel launches, copies and syncs
+    (:func:`_profile_steps`; ``warmup`` steps first, as many as the batches allow).  A busy
+    fraction well under 1 means the host, not the device, sets the pace."""
+    from asc.config import validate
+
+    cfg = litis_shaped_config([*(overrides or []), "model.variant=stap", "augment.mix=bc"])
+    validate(cfg)
+    module, opt, features, random_batch = training_setup(cfg, clips.class_names, device)
+    module.train()
+    step = make_step(module, opt, features, device)
+    segment, batch = segment_samples(cfg.data, cfg.data.sample_rate), cfg.data.batch_size
+    audio = DeviceAudio(clips.audio, np.arange(len(clips)), device)
+    rows = []
+    variants = [("random tensors", None), ("on device", False)] + ([("on device, pinned", True)]
+                                                                   if device.type == "cuda" else [])
+    for name, pin in variants:
+        if pin is None:
+            thunks = [lambda: dict(random_batch)] * (steps + warmup)
+        else:
+            loader = litis_loader(clips, segment, batch, 0, device, on_device=True, pin=pin)
+            thunks = [partial(_next_on_device, iter(loader), device, audio)] * min(steps + warmup, len(loader))
+        warm = min(warmup, len(thunks) - min(steps, len(thunks)))
+        for get in thunks[:warm]:
+            step(get())
+        rows.append({"pipeline": name, "batch": batch, **_profile_steps(step, thunks[warm:], device)})
+    return rows
 
 
 def bench_training(device: torch.device, clips, schedule: Schedule = FULL, precisions=("32", "bf16"),
@@ -131,9 +205,13 @@ def bench_loader(device: torch.device, clips, schedule: Schedule = FULL, quick: 
     random_rate = train_rate(*setup, None, device, "32", schedule)["clips_per_s"]
     segment = segment_samples(cfg.data, cfg.data.sample_rate)
     audio = DeviceAudio(clips.audio, np.arange(len(clips)), device)  # data.on_device: the audio held there
-    for workers in [*common.worker_counts(quick), "on device"]:
-        on_device = workers == "on device"
-        loader = litis_loader(clips, segment, batch, 0 if on_device else workers, device, on_device)
+    # "on device": rows in pageable memory, as the DataModule gives them; on a GPU also pinned,
+    # what pinning them is worth (README, Benchmarks)
+    pinned = ["on device, pinned"] if device.type == "cuda" else []
+    for workers in [*common.worker_counts(quick), "on device", *pinned]:
+        on_device = str(workers).startswith("on device")
+        loader = litis_loader(clips, segment, batch, 0 if on_device else workers, device, on_device,
+                              pin=True if workers in pinned else None)
         held = audio if on_device else None
         alone = steady_rate(partial(_load_epoch, loader, device, held), len(loader) * batch, schedule, device)
         train = train_rate(*setup, loader, device, "32", schedule, held)

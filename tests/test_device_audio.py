@@ -124,3 +124,36 @@ def test_training_on_device_equals_training_from_the_loader(segment):
         weights.append({k: v.clone() for k, v in module.state_dict().items()})
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_device_audio_unmaps_the_cache_as_it_goes(tmp_path, monkeypatch):
+    """A memory-mapped cache read into the device tensor does not stay in the process's
+    resident memory: it is unmapped every RELEASE_BYTES and at the end (the same audio)."""
+    import asc.data.device_audio as device_audio
+    from asc.data.audio import MemmapStore
+
+    n, clips = 2**20, 24  # 48 MB of float16
+    data = np.memmap(tmp_path / "a.f16", dtype=np.float16, mode="w+", shape=(n * clips,))
+    data[:] = (np.arange(n * clips) % 1000 / 1000).astype(np.float16)
+    data.flush()
+    del data
+    store = MemmapStore(tmp_path / "a.f16", np.arange(clips) * n, np.full(clips, n), 16000)
+    released = []
+    release = store.release
+    monkeypatch.setattr(store, "release", lambda: (released.append(store._data is not None), release()))
+    monkeypatch.setattr(device_audio, "RELEASE_BYTES", 8 * 2**20)  # every 4 clips
+
+    def rss_file_mb() -> float:
+        try:
+            status = open("/proc/self/status").read()
+        except OSError:
+            return float("nan")
+        return int(status.split("RssFile:")[1].split()[0]) / 1024
+
+    before = rss_file_mb()
+    audio = DeviceAudio(store, np.arange(clips), torch.device("cpu"))
+    assert len(released) == clips // 4 + 1 and all(released[:-1]) and store._data is None
+    if before == before:  # Linux: the 48 MB read are not resident any more
+        assert rss_file_mb() - before < 24
+    wave, size = audio.gather(torch.tensor([[5, 10, 100]]), 100)
+    assert torch.equal(wave[0], torch.from_numpy(store.get(5, 10, 110)).half().float()) and int(size[0]) == 100

@@ -166,6 +166,11 @@ class MemmapStore:
         start, stop, _ = slice(start, stop).indices(n)
         return self._data[o + start:o + max(start, stop)].astype(np.float32)
 
+    def release(self) -> None:
+        """Unmap the cache (the next ``get`` maps it again): its pages read so far stop
+        counting in this process's resident memory (they stay in the page cache)."""
+        self._data = None  # `get` returns copies: nothing else holds the mapping
+
     def subset(self, keep: np.ndarray) -> "MemmapStore":
         return MemmapStore(self.path, self.offsets[keep], self.lengths[keep], self.sample_rate)
 

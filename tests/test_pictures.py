@@ -221,3 +221,22 @@ def test_background_pictures_from_a_script_without_a_main_guard(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("script ran") == 1
     assert sorted(p.name for p in tmp_path.glob("p*.png")) == ["p0.png", "p1.png", "p2.png"]
+
+
+def test_picture_processes_draw_with_one_thread_each():
+    """Each picture process limits its BLAS/OpenMP threads before numpy is imported there
+    (8 of them with a thread per core each would compete for the cores); the caller's own
+    settings are left alone."""
+    from asc.picture_writer import WORKER_THREADS, _start_pool
+
+    before = {k: os.environ.get(k) for k in WORKER_THREADS}
+    pool = _start_pool(1)
+    try:
+        seen = {k: pool.submit(os.getenv, k).result(timeout=120) for k in WORKER_THREADS}
+    finally:
+        pool.shutdown()
+    assert seen == WORKER_THREADS and {k: os.environ.get(k) for k in WORKER_THREADS} == before
+    # what a picture process imports before its initializer runs does not import numpy
+    proc = subprocess.run([sys.executable, "-c", "import sys, asc.picture_writer; print('numpy' in sys.modules)"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.strip() == "False", proc.stderr[-2000:]

@@ -16,7 +16,8 @@
 #
 # Packages: see benchmarks/device_env.sh.
 #   OUT=/some/folder benchmarks/device.sh        # default OUT: .
-#   BENCH_ARGS=--quick benchmarks/device.sh       # smoke run (small counts)
+#   BENCH_ARGS="--quick" benchmarks/device.sh     # smoke run (small counts; BENCH_ARGS replaces the
+#                                                 # default --sections: give them too, or all run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/device_env.sh

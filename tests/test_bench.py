@@ -89,6 +89,26 @@ def test_protocol_estimate_from_the_measured_fold():
     assert e["protocol_min"] == pytest.approx(20 * 154 / 60, abs=0.05)
 
 
+def test_profile_summary_counts_kernels_not_annotated_ranges():
+    from types import SimpleNamespace as Event
+
+    from asc.bench.training import profile_summary
+
+    events = [Event(key="aten::conv1d", count=20, self_device_time_total=0, device_type="DeviceType.CPU"),
+              Event(key="void conv_kernel", count=20, self_device_time_total=3000, device_type="DeviceType.CUDA"),
+              Event(key="Optimizer.step#AdamW.step", count=10, self_device_time_total=5000,
+                    device_type="DeviceType.CUDA", is_user_annotation=True),
+              Event(key="cudaLaunchKernel", count=300, self_device_time_total=0, device_type="DeviceType.CPU"),
+              Event(key="cuLaunchKernelEx", count=40, self_device_time_total=0, device_type="DeviceType.CPU"),
+              Event(key="cudaMemcpyAsync", count=30, self_device_time_total=0, device_type="DeviceType.CPU"),
+              Event(key="cudaStreamSynchronize", count=1, self_device_time_total=0, device_type="DeviceType.CPU")]
+    s = profile_summary(events, steps=10, wall_s=0.1, cuda=True, own_syncs=1)
+    assert s["device_busy_ms_per_step"] == pytest.approx(0.3) and s["busy_fraction"] == pytest.approx(0.03)
+    assert (s["kernel_launches_per_step"], s["copies_per_step"], s["syncs_per_step"]) == (34, 3, 0)
+    assert s["wall_ms_per_step"] == pytest.approx(10.0)
+    assert profile_summary(events, 10, 0.1, cuda=False)["busy_fraction"] is None
+
+
 def test_protocol_estimate_with_folds_side_by_side():
     fold = {"epoch_train_s": [2.0, 2.0], "epoch_val_s": [1.0, 1.0], "steady_epoch_s": 2.0, "val_s": 1.0,
             "fold_wall_s": 16.0}
@@ -109,8 +129,9 @@ def test_litis_folds_side_by_side_in_their_own_processes(tmp_path):
     # each process trained its own split of the one shared cache
     written = sorted(p.name for p in tmp_path.glob("p2-*.json"))
     assert written == ["p2-0.json", "p2-1.json"] and len(list(tmp_path.glob("*.f16"))) == 1
-    splits = [json.loads((tmp_path / name).read_text())["n_test"] for name in written]
-    assert splits == [19, 19]
+    folds = [json.loads((tmp_path / name).read_text()) for name in written]
+    assert [f["split_seed"] for f in folds] == [0, 1] and [len(f["test_clips"]) for f in folds] == [19, 19]
+    assert folds[0]["test_clips"] != folds[1]["test_clips"]
     text = bench.format_result({"machine": bench.machine(), "device": "cpu", "litis_parallel": rows,
                                 "peak_rss_mb": 1.0, "seconds": 1.0})
     assert "folds side by side" in text and "waves of N folds" in text

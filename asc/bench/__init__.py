@@ -73,12 +73,13 @@ SECTIONS = ("complexity", "frontends", "loader", "training", "step_profile", "li
 
 def run(device: str = "auto", out: Path | None = None, quick: bool = False, compile_check: bool = True,
         sections: list[str] | None = None) -> dict:
-    """Every section in turn (cheap and most telling first), or only ``sections`` (names
-    of :data:`SECTIONS`; ``pictures`` needs ``litis_fold``'s checkpoint and runs with it);
+    """Every section in turn (cheap and most telling first; ``compile_check=False`` leaves
+    out torch.compile), or only ``sections`` (names of :data:`SECTIONS`; ``pictures``
+    needs ``litis_fold``'s checkpoint and runs with it);
     the JSON at ``out`` is rewritten as each one finishes."""
     from asc.io import write_json_atomic
 
-    wanted = set(sections or SECTIONS) - (set() if compile_check else {"compile"})
+    wanted = set(sections) if sections else set(SECTIONS) - (set() if compile_check else {"compile"})
     dev = _device(device)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)

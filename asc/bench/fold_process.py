@@ -23,7 +23,9 @@ def run_fold_process(spec: dict) -> None:
     clips = make_cached_litis(tmp, cfg.data.sample_rate, spec["n_clips"], spec["clip_s"], split=True,
                               split_seed=spec["split_seed"], write=False)
     out = tmp / f"{Path(spec['out']).stem}-fold"
-    write_json_atomic(Path(spec["out"]), time_fold(cfg, clips, out, device))
+    test = clips.folds[1][1]
+    write_json_atomic(Path(spec["out"]), {"split_seed": spec["split_seed"], "test_clips": [int(i) for i in test],
+                                          **time_fold(cfg, clips, out, device)})
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
     ``cv.parallel_folds`` gives it, test pictures included) started at once.  Per level:
     the mean steady epoch and validation of a fold among N, the wall time from the start of
     the processes to the end of the last (start-up, cache, audio to the device and pictures
-    included; it stands for every fold's wall time in the estimate), the fold-throughput
+    included; it stands for every fold's wall time in the estimate), the epoch-throughput
     speed-up over N = 1 and the 20-split protocol's estimate at the frozen config's epochs."""
     import subprocess
     import sys
@@ -173,12 +173,24 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
         specs = [{"device": str(device), "tmp": str(tmp), "n_clips": n_clips, "clip_s": clip_seconds,
                   "epochs": epochs, "split_seed": k, "overrides": list(overrides or []),
                   "threads": threads_per_child(n, cpu), "out": str(tmp / f"p{n}-{k}.json")} for k in range(n)]
+        logs = [tmp / f"p{n}-{k}.log" for k in range(n)]
         t0 = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-m", "asc.bench.fold_process", json.dumps(spec)], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for spec in specs]
-        logs = [p.communicate()[0] for p in procs]
+        procs = []
+        try:
+            for spec, log in zip(specs, logs):
+                with open(log, "w") as out:  # the child keeps its own handle
+                    procs.append(subprocess.Popen([sys.executable, "-m", "asc.bench.fold_process", json.dumps(spec)],
+                                                  env=env, stdout=out, stderr=subprocess.STDOUT))
+            for p in procs:
+                p.wait()
+        finally:  # Ctrl-C or an error here: no fold process is left running on the device
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         wall = time.perf_counter() - t0
-        failed = [f"fold process {k}: {(log.strip().splitlines() or ['?'])[-1][:200]}"
+        failed = [f"fold process {k} exited with {p.returncode}: "
+                  f"{(log.read_text(errors='replace').strip().splitlines() or ['?'])[-1][:200]}"
                   for k, (p, log) in enumerate(zip(procs, logs)) if p.returncode != 0]
         row = {"parallel_folds": n, "epochs": epochs, "wall_s": round(wall, 1),
                "threads_per_process": threads_per_child(n, cpu)}
@@ -186,8 +198,10 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
             rows.append({**row, "error": "; ".join(failed)})
             continue
         folds = [json.loads(Path(spec["out"]).read_text()) for spec in specs]
-        fold = {"epoch_train_s": list(np.mean([f["epoch_train_s"] for f in folds], axis=0)),
-                "epoch_val_s": list(np.mean([f["epoch_val_s"] for f in folds], axis=0)),
+        trained = min(len(f["epoch_train_s"]) for f in folds)  # the same for all, unless one stopped early
+        validated = min(len(f["epoch_val_s"]) for f in folds)
+        fold = {"epoch_train_s": list(np.mean([f["epoch_train_s"][:trained] for f in folds], axis=0)),
+                "epoch_val_s": list(np.mean([f["epoch_val_s"][:validated] for f in folds], axis=0)),
                 "steady_epoch_s": float(np.mean([f["steady_epoch_s"] for f in folds])),
                 "val_s": float(np.mean([f["val_s"] for f in folds])), "fold_wall_s": wall}
         rows.append({**row, **{k: v for k, v in fold.items() if k != "fold_wall_s"},
@@ -196,7 +210,7 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
     alone = next((r for r in rows if r["parallel_folds"] == 1 and "error" not in r), None)
     for r in rows:
         if alone and "error" not in r:
-            # folds finished per second of training, N side by side against one alone
+            # epochs trained per second, N folds side by side against one alone
             r["epoch_speedup"] = r["parallel_folds"] * alone["steady_epoch_s"] / r["steady_epoch_s"]
     return rows
 

@@ -91,9 +91,9 @@ def train_rate(module, opt, features, random_batch, loader, device, precision, s
 
 
 def _profile_steps(step, batches, device: torch.device) -> dict:
-    """Wall time, device-busy time (the kernels' own time), kernel launches, host-device
-    copies and synchronisations per step of ``step`` over ``batches`` (a list of thunks
-    giving a batch), under the PyTorch profiler (its overhead is in the wall time)."""
+    """:func:`profile_summary` of ``step`` over ``batches`` (a list of thunks giving a
+    batch) under the PyTorch profiler (its overhead is in the wall time, so the busy
+    fraction is a lower bound)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -102,21 +102,29 @@ def _profile_steps(step, batches, device: torch.device) -> dict:
         t0 = time.perf_counter()
         for get in batches:
             step(get())
-        sync(device)
+        sync(device)  # inside: the last steps' kernels are recorded (one sync, not counted below)
         wall = time.perf_counter() - t0
-    events = prof.key_averages()
-    n = len(batches)
+    return profile_summary(prof.key_averages(), len(batches), wall, device.type == "cuda",
+                           own_syncs=1 if device.type == "cuda" else 0)
 
-    def count(*names) -> float:
-        return sum(e.count for e in events if e.key in names) / n
 
-    busy_us = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in events
-                  if getattr(e, "device_type", None) is not None and "CUDA" in str(e.device_type))
-    return {"steps": n, "wall_ms_per_step": 1e3 * wall / n, "device_busy_ms_per_step": busy_us / 1e3 / n,
-            "busy_fraction": busy_us / 1e6 / wall if device.type == "cuda" else None,
-            "kernel_launches_per_step": count("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"),
-            "copies_per_step": count("cudaMemcpyAsync", "cudaMemcpy"),
-            "syncs_per_step": count("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")}
+def profile_summary(events, steps: int, wall_s: float, cuda: bool, own_syncs: int = 0) -> dict:
+    """Per step, from the profiler's averaged ``events`` over ``steps`` steps in ``wall_s``:
+    wall and device-busy milliseconds (the kernels' own time; the device-side ranges of
+    annotated code, such as the optimizer's step, are not kernels and are left out, as
+    PyTorch's own table does), the busy fraction (None off CUDA), kernel launches,
+    host-device copies and synchronisations (less ``own_syncs``, the measurement's own)."""
+    def count(match) -> float:
+        return sum(e.count for e in events if match(e.key)) / steps
+
+    busy_us = sum(getattr(e, "self_device_time_total", 0) for e in events
+                  if "CUDA" in str(getattr(e, "device_type", "")) and not getattr(e, "is_user_annotation", False))
+    syncs = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+    return {"steps": steps, "wall_ms_per_step": 1e3 * wall_s / steps, "device_busy_ms_per_step": busy_us / 1e3 / steps,
+            "busy_fraction": busy_us / 1e6 / wall_s if cuda else None,
+            "kernel_launches_per_step": count(lambda k: k.startswith(("cudaLaunch", "cuLaunch"))),
+            "copies_per_step": count(lambda k: k in ("cudaMemcpyAsync", "cudaMemcpy")),
+            "syncs_per_step": max(0.0, count(lambda k: k in syncs) - own_syncs / steps)}
 
 
 def _next_on_device(batches, device: torch.device, audio) -> dict:

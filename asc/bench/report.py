@@ -77,8 +77,8 @@ def _pictures(p: dict) -> list[str]:
                                                         f"{w['seconds']:.1f}"]]),
              f"one picture adds {p['picture_s_per_file']:.2f} s per file"]
     if "one_picture_s" in p:
-        lines.append(f"  for comparison: one picture drawn in the main process {p['one_picture_s']:.2f} s; starting its "
-                     f"{p['picture_workers']} picture processes {p['pool_start_s']:.2f} s")
+        lines.append(f"  for comparison: one picture drawn in the main process {p['one_picture_s']:.2f} s; "
+                     f"starting its {p['picture_workers']} picture processes {p['pool_start_s']:.2f} s")
     return lines
 
 

@@ -104,6 +104,12 @@ def run(device: str = "auto", out: Path | None = None, quick: bool = False, comp
             write_json_atomic(Path(out), result)
         print(f"bench: {name} done ({result['seconds']:.0f} s)", flush=True)
 
+    _run_sections(wanted, dev, schedule, quick, finished)
+    return result
+
+
+def _run_sections(wanted: set[str], dev: torch.device, schedule: Schedule, quick: bool, finished) -> None:
+    """The ``wanted`` sections in their order, each handed to ``finished(name, result)``."""
     if "complexity" in wanted:
         finished("complexity", bench_complexity())
     if "frontends" in wanted:
@@ -136,4 +142,3 @@ def run(device: str = "auto", out: Path | None = None, quick: bool = False, comp
         finished("parallel_folds", bench_parallel_folds(dev, quick))
     if "compile" in wanted:
         finished("compile", bench_compile(dev, schedule))
-    return result

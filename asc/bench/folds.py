@@ -155,10 +155,7 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
     the processes to the end of the last (start-up, cache, audio to the device and pictures
     included; it stands for every fold's wall time in the estimate), the epoch-throughput
     speed-up over N = 1 and the 20-split protocol's estimate at the frozen config's epochs."""
-    import subprocess
-    import sys
-
-    from asc.parallel import child_env, threads_per_child
+    from asc.parallel import threads_per_child
 
     cpu = device.type == "cpu"
     # on a GPU 1 and 8 (on an H200 4 side by side gave 3.07x the epochs per second of one,
@@ -169,31 +166,12 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
     full_epochs = int(litis_shaped_config().trainer.max_epochs)
     rows = []
     for n in levels:
-        env = child_env(threads_per_child(n, cpu))
+        threads = threads_per_child(n, cpu)
         specs = [{"device": str(device), "tmp": str(tmp), "n_clips": n_clips, "clip_s": clip_seconds,
                   "epochs": epochs, "split_seed": k, "overrides": list(overrides or []),
-                  "threads": threads_per_child(n, cpu), "out": str(tmp / f"p{n}-{k}.json")} for k in range(n)]
-        logs = [tmp / f"p{n}-{k}.log" for k in range(n)]
-        t0 = time.perf_counter()
-        procs = []
-        try:
-            for spec, log in zip(specs, logs):
-                with open(log, "w") as out:  # the child keeps its own handle
-                    procs.append(subprocess.Popen([sys.executable, "-m", "asc.bench.fold_process", json.dumps(spec)],
-                                                  env=env, stdout=out, stderr=subprocess.STDOUT))
-            for p in procs:
-                p.wait()
-        finally:  # Ctrl-C or an error here: no fold process is left running on the device
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-        wall = time.perf_counter() - t0
-        failed = [f"fold process {k} exited with {p.returncode}: "
-                  f"{(log.read_text(errors='replace').strip().splitlines() or ['?'])[-1][:200]}"
-                  for k, (p, log) in enumerate(zip(procs, logs)) if p.returncode != 0]
-        row = {"parallel_folds": n, "epochs": epochs, "wall_s": round(wall, 1),
-               "threads_per_process": threads_per_child(n, cpu)}
+                  "threads": threads, "out": str(tmp / f"p{n}-{k}.json")} for k in range(n)]
+        wall, failed = _run_fold_processes(specs, tmp / f"p{n}", threads)
+        row = {"parallel_folds": n, "epochs": epochs, "wall_s": round(wall, 1), "threads_per_process": threads}
         if failed:
             rows.append({**row, "error": "; ".join(failed)})
             continue
@@ -213,6 +191,38 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
             # epochs trained per second, N folds side by side against one alone
             r["epoch_speedup"] = r["parallel_folds"] * alone["steady_epoch_s"] / r["steady_epoch_s"]
     return rows
+
+
+def _run_fold_processes(specs: list[dict], log_prefix: Path, threads: int) -> tuple[float, list[str]]:
+    """Start one fold process per spec at once and wait for all; the wall seconds and a
+    line per process that failed (its exit code and last log line; logs at
+    ``<log_prefix>-<k>.log``).  Ctrl-C or an error here leaves no process running."""
+    import subprocess
+    import sys
+
+    from asc.parallel import child_env
+
+    env = child_env(threads)
+    logs = [Path(f"{log_prefix}-{k}.log") for k in range(len(specs))]
+    t0 = time.perf_counter()
+    procs = []
+    try:
+        for spec, log in zip(specs, logs):
+            with open(log, "w") as out:  # the child keeps its own handle
+                procs.append(subprocess.Popen([sys.executable, "-m", "asc.bench.fold_process", json.dumps(spec)],
+                                              env=env, stdout=out, stderr=subprocess.STDOUT))
+        for p in procs:
+            p.wait()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    wall = time.perf_counter() - t0
+    failed = [f"fold process {k} exited with {p.returncode}: "
+              f"{(log.read_text(errors='replace').strip().splitlines() or ['?'])[-1][:200]}"
+              for k, (p, log) in enumerate(zip(procs, logs)) if p.returncode != 0]
+    return wall, failed
 
 
 def bench_parallel_folds(device: torch.device, quick: bool = False, levels: list[int] | None = None) -> list[dict]:

@@ -32,7 +32,7 @@ from pathlib import Path
 SEEDS = (0, 1, 2)
 D = ["data.name=folder", "data.folder_folds=5"]  # + data.root: the folder data set of real office sounds
 HARD = ["--config", "experiments/hard.yaml", "cv.folds=[1]"]
-# hard.yaml before commit <hard-bc>: no BC, 100 epochs; the `hard` grid measured that recipe
+# hard.yaml before commit 454dbf6: no BC, 100 epochs; the `hard` grid measured that recipe
 HARD_100 = HARD + ["augment.mix=none", "trainer.max_epochs=100"]
 DEMO = ["--config", "experiments/demo.yaml"]
 GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-d-long", "tune-ema", "hard", "hard-epochs", "hard-pool-e200", "d",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from asc.io import write_json_atomic
 def run_fold_process(spec: dict) -> None:
     """One of :func:`bench_litis_parallel`'s fold processes: its split of the shared cache
     through :func:`time_fold`; the times written as JSON to ``spec["out"]``."""
-    torch.set_num_threads(spec["threads"])
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # set by child_env, as for cv.parallel_folds
     device, tmp = torch.device(spec["device"]), Path(spec["tmp"])
     cfg = fold_config(device, spec["epochs"], tmp, spec["overrides"])
     clips = make_cached_litis(tmp, cfg.data.sample_rate, spec["n_clips"], spec["clip_s"], split=True,

@@ -169,7 +169,7 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
         threads = threads_per_child(n, cpu)
         specs = [{"device": str(device), "tmp": str(tmp), "n_clips": n_clips, "clip_s": clip_seconds,
                   "epochs": epochs, "split_seed": k, "overrides": list(overrides or []),
-                  "threads": threads, "out": str(tmp / f"p{n}-{k}.json")} for k in range(n)]
+                  "out": str(tmp / f"p{n}-{k}.json")} for k in range(n)]
         wall, failed = _run_fold_processes(specs, tmp / f"p{n}", threads)
         row = {"parallel_folds": n, "epochs": epochs, "wall_s": round(wall, 1), "threads_per_process": threads}
         if failed:
@@ -194,34 +194,21 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
 
 
 def _run_fold_processes(specs: list[dict], log_prefix: Path, threads: int) -> tuple[float, list[str]]:
-    """Start one fold process per spec at once and wait for all; the wall seconds and a
-    line per process that failed (its exit code and last log line; logs at
-    ``<log_prefix>-<k>.log``).  Ctrl-C or an error here leaves no process running."""
-    import subprocess
+    """One fold process per spec, all at once, through ``cv.parallel_folds``' own runner
+    (:func:`asc.parallel.run_jobs`: Ctrl-C stops them all); the wall seconds and a line per
+    process that failed (its exit code and error; logs at ``<log_prefix>-<k>.log``)."""
     import sys
 
-    from asc.parallel import child_env
+    from asc.parallel import Job, child_env, last_error, run_jobs
 
     env = child_env(threads)
-    logs = [Path(f"{log_prefix}-{k}.log") for k in range(len(specs))]
+    jobs = [Job(k, f"fold process {k}", [sys.executable, "-m", "asc.bench.fold_process", json.dumps(spec)],
+                Path(f"{log_prefix}-{k}.log"), env) for k, spec in enumerate(specs)]
     t0 = time.perf_counter()
-    procs = []
-    try:
-        for spec, log in zip(specs, logs):
-            with open(log, "w") as out:  # the child keeps its own handle
-                procs.append(subprocess.Popen([sys.executable, "-m", "asc.bench.fold_process", json.dumps(spec)],
-                                              env=env, stdout=out, stderr=subprocess.STDOUT))
-        for p in procs:
-            p.wait()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    run_jobs(jobs, len(jobs))
     wall = time.perf_counter() - t0
-    failed = [f"fold process {k} exited with {p.returncode}: "
-              f"{(log.read_text(errors='replace').strip().splitlines() or ['?'])[-1][:200]}"
-              for k, (p, log) in enumerate(zip(procs, logs)) if p.returncode != 0]
+    failed = [f"{job.label} exited with {job.returncode}: {last_error(job.log) or 'see ' + str(job.log)}"
+              for job in jobs if job.returncode != 0]
     return wall, failed
 
 

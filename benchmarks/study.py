@@ -35,8 +35,8 @@ HARD = ["--config", "experiments/hard.yaml", "cv.folds=[1]"]
 # hard.yaml before commit 454dbf6: no BC, 100 epochs; the `hard` grid measured that recipe
 HARD_100 = HARD + ["augment.mix=none", "trainer.max_epochs=100"]
 DEMO = ["--config", "experiments/demo.yaml"]
-GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-d-long", "tune-ema", "hard", "hard-epochs", "hard-pool-e200", "d",
-         "demo")
+GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-d-long", "tune-ema", "hard", "hard-epochs", "hard-pool-e200",
+         "hard-e200", "d", "demo")
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
 NO_AUG = ["augment.roll=false", "augment.freq_masks=0", "augment.time_masks=0", "augment.gain_db=0"]
 # Each selection grid pins the recipe it measured (augmentation stages, epochs), so that it reruns
@@ -99,6 +99,8 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
         e200 = ["trainer.max_epochs=200"]
         return [(f"hard-{p}-{m}-e200-s{s}", HARD + e200 + [f"model.pooling={p}", f"augment.mix={mix}", f"seed={s}"])
                 for s in SEEDS for p in ("mean", "max") for m, mix in (("bc", "bc"), ("nobc", "none"))]
+    if name == "hard-e200":  # hard.yaml as it is (STAP + BC, 200 epochs) and hard-pool-e200, on one machine
+        return [(f"hard-stap-bc-e200-s{s}", HARD + [f"seed={s}"]) for s in SEEDS] + grid("hard-pool-e200")
     if name == "d":  # the frozen default recipe and its baselines on D, 5 folds
         three = [("stap-bc", []), ("stap-nobc", ["augment.mix=none"]), ("mean-bc", ["model.pooling=mean"]),
                  ("mean-nobc", ["model.pooling=mean", "augment.mix=none"])]

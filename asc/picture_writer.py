@@ -24,16 +24,29 @@ def draw_attention_picture(path, analysis: dict, hop_seconds: float, title: str 
     return str(path)
 
 
+def warm_up() -> float:
+    """Import the drawing code (numpy, matplotlib) now; the seconds it took.  Each picture
+    process runs it as it starts, so the import overlaps the caller's classifying instead
+    of delaying the process's first picture."""
+    import time
+
+    t0 = time.perf_counter()
+    import asc.viz  # noqa: F401
+
+    return time.perf_counter() - t0
+
+
 def picture_workers(n_pictures: int) -> int:
     """Background processes worth starting for ``n_pictures`` pictures: none for a few (a
     spawned process takes about a second to import matplotlib), else one per CPU core (a
     picture costs more than classifying its clip, so the main process mostly waits), at
     most 8 and one per two pictures.  On 2 cores, 16 pictures: 1.47x the files per second
     of drawing them in the main process (2 workers; 1 worker: 1.03x)."""
-    if n_pictures < 4:
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, cores, n_pictures // 2)
+    return 0 if n_pictures < 4 else min(8, _cores(), n_pictures // 2)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _start_worker() -> None:
@@ -57,7 +70,10 @@ class PictureWriter:
     is drawn at once, in this process.  At most two pictures per worker wait to be drawn
     (their analyses are held in memory); a worker's error is raised by the next ``draw`` or
     on leaving the ``with`` block, which waits for every picture, unless the block is left
-    by an exception: then the pictures not yet drawn are dropped.
+    by an exception: then the pictures not yet drawn are dropped.  Inside the block the
+    caller's torch threads are lowered to the cores the picture processes leave (at least
+    one), and restored after it: with a torch thread per core as well, the caller's threads
+    and the pictures' processes fought over the cores and both slowed down many times over.
 
     Parameters
     ----------
@@ -83,11 +99,19 @@ class PictureWriter:
             self.pending.pop(0).result()
 
     def __enter__(self) -> PictureWriter:
+        if self.pool is not None:  # the caller's torch threads leave the picture processes their cores
+            import torch
+
+            self.caller_threads = torch.get_num_threads()
+            torch.set_num_threads(max(1, min(self.caller_threads, _cores() - self.workers)))
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
         if self.pool is None:
             return
+        import torch
+
+        torch.set_num_threads(self.caller_threads)
         if exc_type is not None:  # the caller's error goes on; the pictures are not waited for
             self.pool.shutdown(wait=False, cancel_futures=True)
             return
@@ -99,8 +123,9 @@ class PictureWriter:
 
 
 def _start_pool(workers: int):
-    """A pool of ``workers`` spawned processes, all started now; None where processes
-    cannot be started (the pictures are then drawn in the calling process)."""
+    """A pool of ``workers`` spawned processes, all started now and importing the drawing
+    code (``pool.warm_ups``: one future per process, its import's seconds); None where
+    processes cannot be started (the pictures are then drawn in the calling process)."""
     import multiprocessing
     import sys
     import types
@@ -116,8 +141,8 @@ def _start_pool(workers: int):
     try:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker)
-        for _ in range(workers):  # each submit that finds no idle worker starts one
-            pool.submit(int)
+        # each submit that finds no idle worker starts one; their results: the seconds each import took
+        pool.warm_ups = [pool.submit(warm_up) for _ in range(workers)]
         return pool
     except OSError as e:  # no /dev/shm, a process limit, a sandbox
         warnings.warn(f"attention pictures are drawn in this process: background processes failed to start ({e})",

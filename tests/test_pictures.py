@@ -204,6 +204,30 @@ def test_background_pictures_equal_the_ones_drawn_in_process_and_errors_surface(
     assert picture_workers(2) == 0 and 0 <= picture_workers(19) <= 8
 
 
+def test_the_callers_torch_threads_make_room_for_the_picture_processes(monkeypatch):
+    import torch
+
+    import asc.picture_writer as pw
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(pw, "_cores", lambda: 4)
+    try:
+        torch.set_num_threads(4)
+        with pw.PictureWriter(3):
+            assert torch.get_num_threads() == 1  # 4 cores, 3 picture processes
+        assert torch.get_num_threads() == 4
+        with pw.PictureWriter(1):
+            assert torch.get_num_threads() == 3
+        with pytest.raises(ValueError), pw.PictureWriter(4):  # restored when the block fails, too
+            assert torch.get_num_threads() == 1
+            raise ValueError
+        assert torch.get_num_threads() == 4
+        with pw.PictureWriter(0):  # no picture processes: nothing to make room for
+            assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_background_pictures_from_a_script_without_a_main_guard(tmp_path):
     """Spawned workers must not re-run the caller's script (which would start it again)."""
     script = tmp_path / "draw.py"
@@ -223,19 +247,22 @@ def test_background_pictures_from_a_script_without_a_main_guard(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("p*.png")) == ["p0.png", "p1.png", "p2.png"]
 
 
-def test_picture_processes_draw_with_one_thread_each():
+def test_picture_processes_draw_with_one_thread_each_and_import_matplotlib_as_they_start():
     """Each picture process limits its BLAS/OpenMP threads before numpy is imported there
     (8 of them with a thread per core each would compete for the cores); the caller's own
     settings are left alone."""
-    from asc.picture_writer import WORKER_THREADS, _start_pool
+    from asc.picture_writer import WORKER_THREADS, _start_pool, warm_up
 
     before = {k: os.environ.get(k) for k in WORKER_THREADS}
     pool = _start_pool(1)
     try:
         seen = {k: pool.submit(os.getenv, k).result(timeout=120) for k in WORKER_THREADS}
+        # the process imported the drawing code as it started: a second import costs nothing
+        first, again = pool.warm_ups[0].result(timeout=120), pool.submit(warm_up).result(timeout=120)
     finally:
         pool.shutdown()
     assert seen == WORKER_THREADS and {k: os.environ.get(k) for k in WORKER_THREADS} == before
+    assert len(pool.warm_ups) == 1 and again < first / 10
     # what a picture process imports before its initializer runs does not import numpy
     proc = subprocess.run([sys.executable, "-c", "import sys, asc.picture_writer; print('numpy' in sys.modules)"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})

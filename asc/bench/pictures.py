@@ -57,9 +57,10 @@ def bench_pictures(device: torch.device, checkpoint: str | Path, tmp: Path, n_fi
 
 
 def _picture_parts(model, path: Path, out: Path, n_files: int) -> dict:
-    """What a picture costs: one drawn in this process (median of 3), and starting the
-    picture processes ``predict`` starts for ``n_files`` files (0 when it starts none),
-    until each answers; each then imports matplotlib with its first picture, not counted."""
+    """What a picture costs: one drawn in this process (median of 3); starting the picture
+    processes ``predict`` starts for ``n_files`` files (0 when it starts none) until each has
+    imported the drawing code, and the longest of those imports
+    (:func:`~asc.picture_writer.warm_up`)."""
     from asc.data.audio import read_audio
     from asc.picture_writer import _start_pool, draw_attention_picture, picture_workers
 
@@ -74,11 +75,13 @@ def _picture_parts(model, path: Path, out: Path, n_files: int) -> dict:
     workers = picture_workers(n_files)
     t0 = time.perf_counter()
     pool = _start_pool(workers) if workers else None
+    imports = [0.0]
     try:
-        if pool is not None:
-            list(pool.map(int, range(workers)))  # every process up and answering (before its first picture)
+        if pool is not None:  # every process up, its start-up import done
+            imports = [f.result() for f in pool.warm_ups]
         started = time.perf_counter() - t0
     finally:
         if pool is not None:
             pool.shutdown()
-    return {"one_picture_s": float(np.median(times)), "picture_workers": workers, "pool_start_s": started}
+    return {"one_picture_s": float(np.median(times)), "picture_workers": workers, "pool_start_s": started,
+            "worker_import_s": max(imports)}

@@ -78,7 +78,9 @@ def _pictures(p: dict) -> list[str]:
              f"one picture adds {p['picture_s_per_file']:.2f} s per file"]
     if "one_picture_s" in p:
         lines.append(f"  for comparison: one picture drawn in the main process {p['one_picture_s']:.2f} s; "
-                     f"starting its {p['picture_workers']} picture processes {p['pool_start_s']:.2f} s")
+                     f"starting its {p['picture_workers']} picture processes {p['pool_start_s']:.2f} s"
+                     + (f" (their import of matplotlib at most {p['worker_import_s']:.2f} s)"
+                        if "worker_import_s" in p else ""))
     return lines
 
 

@@ -24,6 +24,9 @@ def draw_attention_picture(path, analysis: dict, hop_seconds: float, title: str 
     return str(path)
 
 
+_IMPORT_SECONDS = 0.0  # in a picture process: how long its start-up import of the drawing code took
+
+
 def warm_up() -> float:
     """Import the drawing code (numpy, matplotlib) now; the seconds it took.  Each picture
     process runs it as it starts, so the import overlaps the caller's classifying instead
@@ -34,6 +37,11 @@ def warm_up() -> float:
     import asc.viz  # noqa: F401
 
     return time.perf_counter() - t0
+
+
+def import_seconds(_: object = None) -> float:
+    """In a picture process: the seconds its start-up import took (for the benchmark)."""
+    return _IMPORT_SECONDS
 
 
 def picture_workers(n_pictures: int) -> int:
@@ -55,12 +63,18 @@ def _start_worker() -> None:
     core in each of up to 8 processes, would compete for the cores the pictures need: on an
     H200 machine a fold's 19 pictures took 13.6 s alone and 6.6 s with 4 threads per fold
     process).  It also leaves Ctrl-C and SIGTERM (sent to the whole process group by a
-    terminal, SLURM or ``cv.parallel_folds``) to its parent, which shuts it down."""
+    terminal, SLURM or ``cv.parallel_folds``) to its parent, which shuts it down, and then
+    imports the drawing code (:func:`warm_up`)."""
     import signal
 
+    global _IMPORT_SECONDS
     os.environ.update(WORKER_THREADS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        _IMPORT_SECONDS = warm_up()
+    except Exception:  # noqa: BLE001  the first picture raises it again, with its own message
+        pass
 
 
 class PictureWriter:
@@ -74,6 +88,8 @@ class PictureWriter:
     caller's torch threads are lowered to the cores the picture processes leave (at least
     one), and restored after it: with a torch thread per core as well, the caller's threads
     and the pictures' processes fought over the cores and both slowed down many times over.
+    (Only this process's share is counted: sibling processes such as ``cv.parallel_folds``'
+    folds already run with their own share of threads.)
 
     Parameters
     ----------
@@ -83,7 +99,7 @@ class PictureWriter:
     """
 
     def __init__(self, workers: int):
-        self.pool, self.pending, self.workers = None, [], workers
+        self.pool, self.pending, self.workers, self.caller_threads = None, [], workers, None
         if workers > 0:
             self.pool = _start_pool(workers)
 
@@ -123,9 +139,9 @@ class PictureWriter:
 
 
 def _start_pool(workers: int):
-    """A pool of ``workers`` spawned processes, all started now and importing the drawing
-    code (``pool.warm_ups``: one future per process, its import's seconds); None where
-    processes cannot be started (the pictures are then drawn in the calling process)."""
+    """A pool of ``workers`` spawned processes, all started now (each imports the drawing
+    code as it starts); None where processes cannot be started (the pictures are then drawn
+    in the calling process)."""
     import multiprocessing
     import sys
     import types
@@ -141,8 +157,8 @@ def _start_pool(workers: int):
     try:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker)
-        # each submit that finds no idle worker starts one; their results: the seconds each import took
-        pool.warm_ups = [pool.submit(warm_up) for _ in range(workers)]
+        for _ in range(workers):  # each submit that finds no idle worker starts one
+            pool.submit(int)
         return pool
     except OSError as e:  # no /dev/shm, a process limit, a sandbox
         warnings.warn(f"attention pictures are drawn in this process: background processes failed to start ({e})",

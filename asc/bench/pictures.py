@@ -58,11 +58,11 @@ def bench_pictures(device: torch.device, checkpoint: str | Path, tmp: Path, n_fi
 
 def _picture_parts(model, path: Path, out: Path, n_files: int) -> dict:
     """What a picture costs: one drawn in this process (median of 3); starting the picture
-    processes ``predict`` starts for ``n_files`` files (0 when it starts none) until each has
-    imported the drawing code, and the longest of those imports
-    (:func:`~asc.picture_writer.warm_up`)."""
+    processes ``predict`` starts for ``n_files`` files (0 when it starts none) until they
+    answer, their start-up imports of the drawing code included, and the longest of those
+    imports among the processes that answered (:func:`~asc.picture_writer.warm_up`)."""
     from asc.data.audio import read_audio
-    from asc.picture_writer import _start_pool, draw_attention_picture, picture_workers
+    from asc.picture_writer import _start_pool, draw_attention_picture, import_seconds, picture_workers
 
     out.mkdir(parents=True, exist_ok=True)
     analysis = model.analyse_clip(read_audio(path, model.sample_rate)[0])
@@ -77,8 +77,8 @@ def _picture_parts(model, path: Path, out: Path, n_files: int) -> dict:
     pool = _start_pool(workers) if workers else None
     imports = [0.0]
     try:
-        if pool is not None:  # every process up, its start-up import done
-            imports = [f.result() for f in pool.warm_ups]
+        if pool is not None:  # every process up: a task runs only after its process's start-up import
+            imports = list(pool.map(import_seconds, range(workers)))
         started = time.perf_counter() - t0
     finally:
         if pool is not None:

@@ -79,7 +79,7 @@ def _pictures(p: dict) -> list[str]:
     if "one_picture_s" in p:
         lines.append(f"  for comparison: one picture drawn in the main process {p['one_picture_s']:.2f} s; "
                      f"starting its {p['picture_workers']} picture processes {p['pool_start_s']:.2f} s"
-                     + (f" (their import of matplotlib at most {p['worker_import_s']:.2f} s)"
+                     + (f", of which their import of matplotlib at most {p['worker_import_s']:.2f} s"
                         if "worker_import_s" in p else ""))
     return lines
 

@@ -58,13 +58,12 @@ def _cores() -> int:
 
 
 def _start_worker() -> None:
-    """A picture process draws one picture at a time, with one thread: its numpy, imported
-    after this runs, starts no BLAS or OpenMP thread pool (the parent's, up to one thread per
-    core in each of up to 8 processes, would compete for the cores the pictures need: on an
-    H200 machine a fold's 19 pictures took 13.6 s alone and 6.6 s with 4 threads per fold
-    process).  It also leaves Ctrl-C and SIGTERM (sent to the whole process group by a
-    terminal, SLURM or ``cv.parallel_folds``) to its parent, which shuts it down, and then
-    imports the drawing code (:func:`warm_up`)."""
+    """A picture process draws one picture at a time, with one thread: the thread settings
+    are made before its numpy is imported, so it starts no BLAS or OpenMP thread pool (the
+    parent's settings, up to one thread per core in each of up to 8 processes, would
+    compete for the cores the pictures need).  It also leaves Ctrl-C and SIGTERM (sent to
+    the whole process group by a terminal, SLURM or ``cv.parallel_folds``) to its parent,
+    which shuts it down, and then imports the drawing code (:func:`warm_up`)."""
     import signal
 
     global _IMPORT_SECONDS
@@ -87,7 +86,10 @@ class PictureWriter:
     by an exception: then the pictures not yet drawn are dropped.  Inside the block the
     caller's torch threads are lowered to the cores the picture processes leave (at least
     one), and restored after it: with a torch thread per core as well, the caller's threads
-    and the pictures' processes fought over the cores and both slowed down many times over.
+    and the pictures' processes fought over the cores and both slowed down many times over
+    (on an H200 machine a fold's 19 pictures took 13.6 s with 16 caller threads and 6.6 s
+    with 4; on 2 cores beside another job, 6 files with pictures took 33.9 s, and 6.0 s with
+    one caller thread).
     (Only this process's share is counted: sibling processes such as ``cv.parallel_folds``'
     folds already run with their own share of threads.)
 

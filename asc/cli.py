@@ -67,7 +67,7 @@ def cmd_bench(args) -> int:
         raise AscError(f"--sections: no section named {', '.join(unknown)}; the sections are {', '.join(SECTIONS)}")
 
     result = run(args.device, Path(args.out), quick=args.quick, compile_check=not args.no_compile,
-                 sections=args.sections)
+                 sections=args.sections, fold_overrides=args.set)
     print(format_result(result))
     print(f"\nJSON: {args.out}")
     return 0
@@ -147,6 +147,9 @@ def _bench_parser(sub) -> None:
     p.add_argument("--sections", nargs="+", metavar="NAME",
                    help="run only these sections, in the usual order (complexity, frontends, loader, training, "
                         "step_profile, litis_fold, pictures, litis_parallel, parallel_folds, compile; default: all)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for the LITIS-shaped folds (sections litis_fold and litis_parallel; "
+                        "their config is otherwise the frozen litis_b6efd54.yaml), e.g. model.compile=reduce-overhead")
     p.set_defaults(func=cmd_bench)
 
 

@@ -132,6 +132,8 @@ def test_litis_folds_side_by_side_in_their_own_processes(tmp_path):
     folds = [json.loads((tmp_path / name).read_text()) for name in written]
     assert [f["split_seed"] for f in folds] == [0, 1] and [len(f["test_clips"]) for f in folds] == [19, 19]
     assert folds[0]["test_clips"] != folds[1]["test_clips"]
+    if folds[0]["process_memory_mb"]:  # Linux: each fold process's own peak, the largest reported
+        assert rows[1]["process_peak_rss_mb"] == max(f["process_memory_mb"]["peak"] for f in folds) > 0
     text = bench.format_result({"machine": bench.machine(), "device": "cpu", "litis_parallel": rows,
                                 "peak_rss_mb": 1.0, "seconds": 1.0})
     assert "folds side by side" in text and "waves of N folds" in text
@@ -157,6 +159,11 @@ def test_litis_fold_through_run_fold_then_pictures(tmp_path):
     if fold["fold_memory_mb"]:  # Linux: the fold's own memory, after the cache was written
         assert fold["fold_memory_mb"]["peak"] >= fold["fold_memory_mb"]["anon"] > 0
         assert "host memory of the fold's main process" in text
+        # memory as fit starts, after the first epoch and after the test; the peak never falls
+        stages = fold["memory_mb_at"]
+        assert list(stages) == ["fit_start", "first_epoch", "test_end"]
+        assert stages["fit_start"]["peak"] <= stages["first_epoch"]["peak"] <= stages["test_end"]["peak"]
+        assert "first epoch" in text
 
 
 def test_bench_names_an_unknown_section(tmp_path, capsys):

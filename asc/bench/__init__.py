@@ -72,11 +72,12 @@ SECTIONS = ("complexity", "frontends", "loader", "training", "step_profile", "li
 
 
 def run(device: str = "auto", out: Path | None = None, quick: bool = False, compile_check: bool = True,
-        sections: list[str] | None = None) -> dict:
+        sections: list[str] | None = None, fold_overrides: list[str] | None = None) -> dict:
     """Every section in turn (cheap and most telling first; ``compile_check=False`` leaves
     out torch.compile), or only ``sections`` (names of :data:`SECTIONS`; ``pictures``
-    needs ``litis_fold``'s checkpoint and runs with it);
-    the JSON at ``out`` is rewritten as each one finishes."""
+    needs ``litis_fold``'s checkpoint and runs with it); ``fold_overrides`` (``key=value``)
+    change the LITIS-shaped folds' config; the JSON at ``out`` is rewritten as each one
+    finishes."""
     from asc.io import write_json_atomic
 
     wanted = set(sections) if sections else set(SECTIONS) - (set() if compile_check else {"compile"})
@@ -85,7 +86,9 @@ def run(device: str = "auto", out: Path | None = None, quick: bool = False, comp
         torch.cuda.reset_peak_memory_stats(dev)
     schedule = QUICK if quick else FULL
     t0 = time.perf_counter()
+    fold_overrides = list(fold_overrides or [])
     result = {"machine": machine(), "device": str(dev), "quick": quick, "schedule": asdict(schedule), "sections": [],
+              "fold_overrides": fold_overrides,
               "section_memory_mb": {}, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     process_memory(reset_peak=True)
 
@@ -104,11 +107,12 @@ def run(device: str = "auto", out: Path | None = None, quick: bool = False, comp
             write_json_atomic(Path(out), result)
         print(f"bench: {name} done ({result['seconds']:.0f} s)", flush=True)
 
-    _run_sections(wanted, dev, schedule, quick, finished)
+    _run_sections(wanted, dev, schedule, quick, finished, fold_overrides)
     return result
 
 
-def _run_sections(wanted: set[str], dev: torch.device, schedule: Schedule, quick: bool, finished) -> None:
+def _run_sections(wanted: set[str], dev: torch.device, schedule: Schedule, quick: bool, finished,
+                  fold_overrides: list[str]) -> None:
     """The ``wanted`` sections in their order, each handed to ``finished(name, result)``."""
     if "complexity" in wanted:
         finished("complexity", bench_complexity())
@@ -129,7 +133,7 @@ def _run_sections(wanted: set[str], dev: torch.device, schedule: Schedule, quick
     n_clips, epochs = FOLD_QUICK if quick else FOLD_FULL
     if wanted & {"litis_fold", "pictures"}:
         with tempfile.TemporaryDirectory() as tmp:
-            fold = bench_litis_fold(dev, Path(tmp), n_clips, epochs)
+            fold = bench_litis_fold(dev, Path(tmp), n_clips, epochs, overrides=fold_overrides)
             finished("litis_fold", fold)
             if "pictures" in wanted:
                 n_files = PICTURES_QUICK if quick else PICTURES_FULL
@@ -137,7 +141,7 @@ def _run_sections(wanted: set[str], dev: torch.device, schedule: Schedule, quick
     if "litis_parallel" in wanted:
         with tempfile.TemporaryDirectory() as tmp:
             finished("litis_parallel", bench_litis_parallel(dev, Path(tmp), n_clips=n_clips,
-                                                            epochs=2 if quick else 3))
+                                                            epochs=2 if quick else 3, overrides=fold_overrides))
     if "parallel_folds" in wanted:
         finished("parallel_folds", bench_parallel_folds(dev, quick))
     if "compile" in wanted:

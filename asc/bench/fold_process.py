@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from asc.bench.common import make_cached_litis
+from asc.bench.common import make_cached_litis, process_memory
 from asc.bench.folds import fold_config, time_fold
 from asc.io import write_json_atomic
 
@@ -26,7 +26,9 @@ def run_fold_process(spec: dict) -> None:
     out = tmp / f"{Path(spec['out']).stem}-fold"
     test = clips.folds[1][1]
     write_json_atomic(Path(spec["out"]), {"split_seed": spec["split_seed"], "test_clips": [int(i) for i in test],
-                                          **time_fold(cfg, clips, out, device)})
+                                          **time_fold(cfg, clips, out, device),
+                                          # VmHWM: this process's peak from its start, as for a fold of asc cv
+                                          "process_memory_mb": process_memory()})
 
 
 if __name__ == "__main__":

@@ -34,10 +34,12 @@ class FoldTimes(Callback):
     """Wall seconds of each training epoch (its validation excluded), each validation during
     fit (the sanity check excluded), the validations after fit, the test loop and the test
     with what follows it (the fold's attention pictures, drawn at the test's end by the
-    callback before this one)."""
+    callback before this one); and this process's memory (:func:`process_memory`) as fit
+    starts, after the first training epoch and after the test."""
 
     def __init__(self, device: torch.device):
         self.device = device
+        self.memory: dict[str, dict] = {}
         self.train: list[float] = []
         self.val: list[float] = []
         self.after_fit_val: list[float] = []
@@ -53,8 +55,13 @@ class FoldTimes(Callback):
     def on_train_epoch_start(self, trainer, module) -> None:
         self._epoch, self._val_in_epoch = self._now(), 0.0
 
+    def on_fit_start(self, trainer, module) -> None:
+        self.memory["fit_start"] = process_memory()
+
     def on_train_epoch_end(self, trainer, module) -> None:
         self.train.append(self._now() - self._epoch - self._val_in_epoch)
+        if len(self.train) == 1:
+            self.memory["first_epoch"] = process_memory()
 
     def on_validation_start(self, trainer, module) -> None:
         self._start = self._now()
@@ -77,6 +84,7 @@ class FoldTimes(Callback):
 
     def on_test_end(self, trainer, module) -> None:
         self.test_end.append(self._now() - self._start - self.test[-1])
+        self.memory["test_end"] = process_memory()
 
 
 def fold_config(device: torch.device, epochs: int, tmp: Path, overrides: list[str] | None = None):
@@ -105,7 +113,8 @@ def time_fold(cfg, clips, out_dir: Path, device: torch.device) -> dict:
             "val_s": float(np.median(times.val)) if times.val else 0.0,
             "final_val_s": float(sum(times.after_fit_val)), "test_s": float(sum(times.test)),
             "test_pictures_s": float(sum(times.test_end)), "fold_wall_s": round(wall, 2),
-            "test_acc": row.get("test/acc"), "best_checkpoint": row["best_checkpoint"]}
+            "test_acc": row.get("test/acc"), "best_checkpoint": row["best_checkpoint"],
+            "memory_mb_at": times.memory}
 
 
 def bench_litis_fold(device: torch.device, tmp: Path, n_clips: int = 3026, epochs: int = 4,
@@ -184,6 +193,8 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
                 "val_s": float(np.mean([f["val_s"] for f in folds])), "fold_wall_s": wall}
         rows.append({**row, **{k: v for k, v in fold.items() if k != "fold_wall_s"},
                      "test_pictures_s": float(np.mean([f["test_pictures_s"] for f in folds])),
+                     # the largest peak RSS of the N fold processes, each from its start to its end
+                     "process_peak_rss_mb": max(f.get("process_memory_mb", {}).get("peak", 0.0) for f in folds),
                      "estimate": protocol_estimate(fold, full_epochs, parallel=n)})
     alone = next((r for r in rows if r["parallel_folds"] == 1 and "error" not in r), None)
     for r in rows:

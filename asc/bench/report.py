@@ -11,7 +11,8 @@ def _head(r: dict) -> list[str]:
     return [f"machine: {m.get('gpu', m['cpu'])}, {m['cpu_threads']} CPU threads, torch {m['torch']}, "
             f"device {r['device']}",
             f"steady state: median of {sch.get('epochs')} epochs of {sch.get('batches')} batches after "
-            f"{sch.get('warmup')} warm-up epoch{' (--quick)' if r.get('quick') else ''}"]
+            f"{sch.get('warmup')} warm-up epoch{' (--quick)' if r.get('quick') else ''}"] + (
+        [f"LITIS-shaped folds with {' '.join(r['fold_overrides'])}"] if r.get("fold_overrides") else [])
 
 
 def _frontends(rows: list[dict]) -> list[str]:
@@ -60,6 +61,11 @@ def _litis_fold(f: dict, parallel: list[dict] | None) -> list[str]:
     if m:
         lines.append(f"host memory of the fold's main process: peak {m['peak']:.0f} MB (its own pages "
                      f"{m['anon']:.0f} MB and file-mapped pages {m['file']:.0f} MB at its end; workers not counted)")
+    stages = f.get("memory_mb_at") or {}
+    if stages:
+        lines.append("  resident MB, own + file-mapped (peak so far): " + ", ".join(
+            f"{name.replace('_', ' ')} {x['anon']:.0f} + {x['file']:.0f} ({x['peak']:.0f})"
+            for name, x in stages.items() if x))
     ok = [p for p in parallel or [] if "error" not in p and p["parallel_folds"] > 1 and p["speedup"] > 1]
     if ok:
         best = max(ok, key=lambda p: p["speedup"])
@@ -99,21 +105,22 @@ def _litis_parallel(rows: list[dict]) -> list[str]:
     cells = []
     for x in rows:
         if "error" in x:
-            cells.append([str(x["parallel_folds"]), f"{x['wall_s']:.1f}", "", "", "", "", f"error: {x['error']}"])
+            cells.append([str(x["parallel_folds"]), f"{x['wall_s']:.1f}", "", "", "", "", "", f"error: {x['error']}"])
             continue
         e = x["estimate"]
         cells.append([str(x["parallel_folds"]), f"{x['wall_s']:.1f}", f"{x['steady_epoch_s']:.2f}",
                       f"{x['val_s']:.2f}", f"{x.get('epoch_speedup', float('nan')):.2f}", f"{e['fold_s']:.0f}",
-                      f"{e['protocol_min']:.1f}"])
+                      f"{e['protocol_min']:.1f}", f"{x.get('process_peak_rss_mb', float('nan')):.0f}"])
     first = next((x for x in rows if "estimate" in x), None)
     e = first["estimate"] if first else {"splits": 20, "epochs": "?"}
     return [f"LITIS-shaped folds side by side on one device ({rows[0]['epochs']} epochs each, one process per fold, "
             "test pictures included)",
             format_table(["folds at once", "wall s", "epoch s", "val s", "epoch speed-up", "fold s (est.)",
-                          "protocol min (est.)"], cells, align="rrrrrrr"),
+                          "protocol min (est.)", "peak RSS MB"], cells, align="rrrrrrrr"),
             f"estimate, not measured: the {e['splits']}-split protocol at {e['epochs']} epochs in waves of N folds; "
             "a fold's fixed cost is the measured wall time (all N processes, start-up to the last one's end) less "
-            "its measured epochs; epoch speed-up: N x epoch alone / epoch among N"]
+            "its measured epochs; epoch speed-up: N x epoch alone / epoch among N; peak RSS: the largest of the N "
+            "fold processes' peaks, each over its whole life"]
 
 
 def _parallel(rows: list[dict]) -> list[str]:

@@ -105,6 +105,11 @@ class ModelConfig:
     # in long clips.  0: off (the paper's network).  Training only; inference unchanged.
     # The default 1.0 was chosen on D's validation folds (README, "Method study").
     max_aux_weight: float = 1.0
+    # torch.compile of the training step's network and front-end, in this mode: null (off) |
+    # default | reduce-overhead (CUDA graphs: the fastest on a GPU, where launching ~350
+    # kernels per step sets the pace) | max-autotune | max-autotune-no-cudagraphs.
+    # Evaluation, checkpoints and inference use the plain network (asc/compilation.py).
+    compile: Optional[str] = None
 
 
 @dataclass

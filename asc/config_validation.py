@@ -9,6 +9,7 @@ from typing import Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from asc.compilation import MODES as COMPILE_MODES
 from asc.errors import AscError
 from asc.registry import FRONTENDS, LAYOUTS, MIXERS, MODELS, POOLINGS
 
@@ -26,6 +27,7 @@ CHOICES = {
     "data.on_device": ("auto", "on", "off"),
     "data.synthetic.preset": ("default", "hard"),
     "model.spatial_attention": ("summary", "track"),
+    "model.compile": COMPILE_MODES,
     "augment.gain": ("a_weighting", "rms"),
     "optim.scheduler": ("cosine", "none"),
     "logger.mode": ("auto", "offline", "online", "disabled"),

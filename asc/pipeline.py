@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from asc.augment import mix_batch, mix_spectrogram
+from asc.compilation import Compiled, begin_step
 from asc.features import BandStandardizer, LogSpectrogram, padding_mask, subtract_clip_mean
 from asc.registry import AUGMENTATIONS, call_with
 
@@ -44,6 +45,8 @@ class FeaturePipeline(nn.Module):
         self.frontend = LogSpectrogram.from_config(cfg.features, self.sample_rate)
         self.norm = BandStandardizer(int(cfg.features.n_bins))
         self.clip_mean = bool(cfg.features.get("subtract_clip_mean", False))
+        self.compile_mode = OmegaConf.select(cfg, "model.compile")
+        self.compiled = Compiled(self.compile_mode)  # the front-end of training batches (asc.compilation)
 
     @property
     def hop(self) -> int:
@@ -60,13 +63,14 @@ class FeaturePipeline(nn.Module):
         return self.norm(self.log_spectrogram(wave, lengths)[0])
 
     def log_spectrogram(self, wave: torch.Tensor, lengths: torch.Tensor | None = None,
-                        padded: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        padded: bool = True, training: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log spectrogram (B, F, T) and its frame mask (B, T) (None when no row is padded;
         ``padded=False``: the caller knows so, and no mask is built).  With
         ``features.subtract_clip_mean`` each row's band means over its valid frames are
         subtracted (a row: a training crop, an evaluation segment, or the whole clip when
-        ``data.segment_seconds`` is null).  What the band statistics are fitted on."""
-        spec = self.frontend(wave)
+        ``data.segment_seconds`` is null).  What the band statistics are fitted on.
+        ``training``: a training batch, through the compiled front-end under ``model.compile``."""
+        spec = (self.compiled(self.frontend) if training else self.frontend)(wave)
         valid = self.valid_frames(lengths, spec.shape[-1]) if padded else None
         return (subtract_clip_mean(spec, valid) if self.clip_mean else spec), valid
 
@@ -94,6 +98,7 @@ class FeaturePipeline(nn.Module):
             lengths = torch.full((len(wave),), wave.shape[-1], device=wave.device)
         a = self.augment
         if training:
+            begin_step(self.compile_mode)
             wave = self.augmented("wave", wave, None, lengths)
             wave, targets, partners, r = mix_batch(wave, batch["label"], self.n_classes, a.mix,
                                                    self.sample_rate, a.gain, a.mixup_alpha)
@@ -102,7 +107,7 @@ class FeaturePipeline(nn.Module):
             batch["target"] = targets
         # the loader's `padded` (decided on the host) spares a device sync per batch when no
         # row is padded; a mix only lengthens rows, so it cannot add padding
-        spec, valid = self.log_spectrogram(wave, lengths, padded=batch.get("padded", True))
+        spec, valid = self.log_spectrogram(wave, lengths, padded=batch.get("padded", True), training=training)
         spec = self.norm(spec)
         if training:
             spec = mix_spectrogram(a.mix, spec, partners, r)

@@ -28,6 +28,7 @@ def test_defaults_and_overrides(tmp_path):
     (["novalue"], "not of the form key=value"),
     (["optim.ema_epochs=0"], "optim.ema_epochs=0.0 must be positive"),
     (["optim.ema_epochs=nan"], "optim.ema_epochs=nan must be positive"),
+    (["model.compile=fast"], "model.compile='fast' is not allowed; choose one of: None, default, reduce-overhead"),
 ])
 def test_bad_config_is_one_clear_error(overrides, match):
     with pytest.raises(AscError, match=match) as err:

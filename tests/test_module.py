@@ -124,6 +124,35 @@ def test_validation_and_saved_checkpoint_use_the_weight_average(tmp_path):
     assert any(not torch.equal(stored[f"ema.module.{k}"], v) for k, v in trained.items())
 
 
+def test_compiled_training_steps_leave_checkpoints_and_evaluation_plain(tmp_path):
+    """model.compile: training steps go through the torch.compile'd network and front-end
+    (same front-end output); the checkpoint holds the plain network's keys, and a copy or
+    pickle of the module does not carry the compiled wrapper."""
+    import copy
+    import pickle
+
+    cfg = load_config(overrides=TINY + ["model.compile=default"])
+    clips = load_clipset(cfg.data)
+    module = SceneClassifier(to_dict(cfg), clips.class_names, 1)
+    dm = SceneDataModule(clips, 1, cfg)
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, dm)
+    assert module.compiled._wrapper._orig_mod is module.model  # training called the compiled network
+    assert dm.pipeline.compiled._wrapper._orig_mod is dm.pipeline.frontend  # ... and front-end
+    assert any(not torch.equal(before[k], v) for k, v in module.model.state_dict().items())
+    wave = torch.randn(2, 8000)
+    assert torch.allclose(dm.pipeline.compiled(dm.pipeline.frontend)(wave), dm.pipeline.frontend(wave), atol=1e-4)
+    path = tmp_path / "compiled.ckpt"
+    trainer.save_checkpoint(path)
+    assert set(torch.load(path, weights_only=True)["state_dict"]) == {f"model.{k}" for k in before}
+    assert copy.deepcopy(module).compiled._wrapper is None
+    assert pickle.loads(pickle.dumps(module.compiled))._wrapper is None
+    predictor = load(path, device="cpu")
+    assert all(torch.equal(v, module.model.state_dict()[k]) for k, v in predictor.model.state_dict().items())
+
+
 def test_evaluation_in_chunks_gives_the_logits_of_one_pass():
     cfg = load_config(overrides=TINY)  # data.batch_size=6: at most 24 windows per forward pass
     module = SceneClassifier(to_dict(cfg), ["a", "b", "c"]).eval()

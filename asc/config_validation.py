@@ -9,6 +9,7 @@ from typing import Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from asc.compilation import CUDA_GRAPH_MODES
 from asc.compilation import MODES as COMPILE_MODES
 from asc.errors import AscError
 from asc.registry import FRONTENDS, LAYOUTS, MIXERS, MODELS, POOLINGS
@@ -158,7 +159,8 @@ def _check_values(cfg: DictConfig) -> None:
     for key, allowed in choices().items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
-            raise AscError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+            raise AscError(f"{key}={value!r} is not allowed; choose one of: "
+                           f"{', '.join('null' if a is None else str(a) for a in allowed)}")
     apply_variant(cfg)
     for key in POSITIVE:
         value = OmegaConf.select(cfg, key)
@@ -214,6 +216,11 @@ def _check_training(cfg: DictConfig) -> None:
         if cfg.data.val_fraction == 0:
             raise AscError(f"early_stopping.monitor={cfg.early_stopping.monitor} needs a validation split "
                            "(data.val_fraction > 0): test metrics never steer training")
+    if cfg.model.compile in CUDA_GRAPH_MODES and int(cfg.trainer.get("accumulate_grad_batches", 1) or 1) > 1:
+        # CUDA graphs keep the gradients in their own memory, which the next step's replay reuses
+        raise AscError(f"model.compile={cfg.model.compile} replays CUDA graphs, which cannot accumulate gradients "
+                       f"(trainer.accumulate_grad_batches={cfg.trainer.accumulate_grad_batches}); use "
+                       "model.compile=default or max-autotune-no-cudagraphs, or accumulate_grad_batches=1")
     folds = cfg.cv.folds
     if folds is not None and (not isinstance(folds, (list, ListConfig)) or len(folds) == 0):
         raise AscError(f"cv.folds={folds!r} must be a non-empty list like [1,2] or null for all folds")

@@ -105,6 +105,13 @@ class SceneClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         migrate_checkpoint(checkpoint)  # resuming a run written by an older version: same layout as now
+        if self._trainer is not None:
+            # resuming: the stored optimizer state takes this run's fusion (load_state_dict
+            # would otherwise copy the stored groups' setting over the new optimizer's)
+            fused = self._fused_optimizer(self.trainer.strategy.root_device)
+            for state in checkpoint.get("optimizer_states", []):
+                for group in state.get("param_groups", []):
+                    group["fused"] = fused
 
     def on_train_start(self) -> None:
         self._averaged_steps = self.trainer.global_step  # a resumed run's average holds its steps so far
@@ -201,12 +208,18 @@ class SceneClassifier(L.LightningModule):
         self.test_rows.sort(key=lambda row: row[0])
 
     # ---------------------------------------------------------------- optimisation
+    def _fused_optimizer(self, device: torch.device) -> bool | None:
+        """AdamW's ``fused``: on CUDA one kernel for the whole update instead of a few per
+        parameter group (a step is bound by kernel launches there: +11 % clips/s on an
+        H200, README, Benchmarks), except under float16 AMP, whose gradient clipping
+        Lightning refuses with a fused optimizer; None (PyTorch's choice) elsewhere."""
+        precision = str(self.trainer.precision) if self._trainer is not None else ""
+        return True if device.type == "cuda" and precision != "16-mixed" else None
+
     def configure_optimizers(self):
         o = self.cfg.optim
-        # on CUDA one fused kernel for the whole update instead of a few per parameter group
-        # (a step is bound by kernel launches there: +11 % clips/s on an H200, README, Benchmarks)
         opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
-                                fused=self.device.type == "cuda" or None)
+                                fused=self._fused_optimizer(self.device))
         if o.scheduler == "none":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -98,6 +98,8 @@ class FeaturePipeline(nn.Module):
             lengths = torch.full((len(wave),), wave.shape[-1], device=wave.device)
         a = self.augment
         if training:
+            # here, not in the LightningModule: this runs before training_step, and the
+            # front-end's graph is the step's first replay
             begin_step(self.compile_mode)
             wave = self.augmented("wave", wave, None, lengths)
             wave, targets, partners, r = mix_batch(wave, batch["label"], self.n_classes, a.mix,

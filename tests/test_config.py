@@ -28,7 +28,8 @@ def test_defaults_and_overrides(tmp_path):
     (["novalue"], "not of the form key=value"),
     (["optim.ema_epochs=0"], "optim.ema_epochs=0.0 must be positive"),
     (["optim.ema_epochs=nan"], "optim.ema_epochs=nan must be positive"),
-    (["model.compile=fast"], "model.compile='fast' is not allowed; choose one of: None, default, reduce-overhead"),
+    (["model.compile=fast"], "model.compile='fast' is not allowed; choose one of: null, default, reduce-overhead"),
+    (["model.compile=reduce-overhead", "trainer.accumulate_grad_batches=2"], "cannot accumulate gradients"),
 ])
 def test_bad_config_is_one_clear_error(overrides, match):
     with pytest.raises(AscError, match=match) as err:

@@ -153,6 +153,30 @@ def test_compiled_training_steps_leave_checkpoints_and_evaluation_plain(tmp_path
     assert all(torch.equal(v, module.model.state_dict()[k]) for k, v in predictor.model.state_dict().items())
 
 
+def test_a_resumed_optimizer_takes_this_runs_fusion(tmp_path):
+    """A checkpoint's optimizer state written with another ``fused`` setting (fused on a
+    GPU, resumed on a CPU; or written before AdamW was fused) resumes with this run's."""
+    cfg = load_config(overrides=TINY)
+    clips = load_clipset(cfg.data)
+
+    def trainer(epochs):
+        return L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+
+    first = trainer(1)
+    first.fit(SceneClassifier(to_dict(cfg), clips.class_names, 1), SceneDataModule(clips, 1, cfg))
+    path = tmp_path / "epoch1.ckpt"
+    first.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    for group in checkpoint["optimizer_states"][0]["param_groups"]:
+        group["fused"] = True  # as a CUDA run writes it
+    torch.save(checkpoint, path)
+    second = trainer(2)
+    second.fit(SceneClassifier(to_dict(cfg), clips.class_names, 1), SceneDataModule(clips, 1, cfg), ckpt_path=path)
+    assert second.current_epoch == 2
+    assert all(group["fused"] is None for group in second.optimizers[0].param_groups)
+
+
 def test_evaluation_in_chunks_gives_the_logits_of_one_pass():
     cfg = load_config(overrides=TINY)  # data.batch_size=6: at most 24 windows per forward pass
     module = SceneClassifier(to_dict(cfg), ["a", "b", "c"]).eval()

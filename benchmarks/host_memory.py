@@ -64,7 +64,7 @@ def main() -> None:
     cfg = litis_shaped_config(args.set)
     module, opt, features, batch = training_setup(cfg, [f"class{c}" for c in range(N_LITIS_CLASSES)], device)
     mark("the network, optimizer and front-end built")
-    step = make_step(module, opt, features, device, new_iteration=cfg.model.get("compile") is not None)
+    step = make_step(module, opt, features, device)  # under model.compile: network and front-end compiled
     t0 = time.perf_counter()
     step(dict(batch))
     torch.cuda.synchronize() if device.type == "cuda" else None

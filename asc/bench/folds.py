@@ -141,10 +141,12 @@ def bench_litis_fold(device: torch.device, tmp: Path, n_clips: int = 3026, epoch
 def protocol_estimate(fold: dict, epochs: int, splits: int = LITIS_SPLITS, parallel: int = 1) -> dict:
     """The whole protocol (``splits`` folds of ``epochs`` epochs, validation and test
     included) extrapolated from a measured fold: per fold, the fold's fixed cost (its wall
-    time less its epochs) plus ``epochs`` x (steady training epoch + validation); with
-    ``parallel`` folds side by side (measured so: their fold times are those of a fold among
-    ``parallel``), ceil(splits / parallel) waves of such folds."""
-    measured_epochs = sum(fold["epoch_train_s"]) + sum(fold["epoch_val_s"])
+    time less its epochs at the steady rate: what the first epoch took beyond it, such as
+    compiling under ``model.compile``, stays in the fixed cost) plus ``epochs`` x (steady
+    training epoch + validation); with ``parallel`` folds side by side (measured so: their
+    fold times are those of a fold among ``parallel``), ceil(splits / parallel) waves of
+    such folds."""
+    measured_epochs = len(fold["epoch_train_s"]) * fold["steady_epoch_s"] + sum(fold["epoch_val_s"])
     fixed = max(0.0, fold["fold_wall_s"] - measured_epochs)
     per_fold = fixed + epochs * (fold["steady_epoch_s"] + fold["val_s"])
     waves = math.ceil(splits / parallel)

@@ -51,19 +51,16 @@ def training_setup(cfg, class_names: list[str], device: torch.device):
     return module, opt, features, batch
 
 
-def make_step(module, opt, features, device: torch.device, precision: str = "32", new_iteration: bool = False):
-    """One training step on a batch of waveforms on the device: features, forward (bf16
-    autocast with ``precision="bf16"``), soft-target loss, backward, optimizer step.
-    ``new_iteration`` tells torch.compile's CUDA graphs that each step starts a new
-    iteration (their outputs of the previous step may then be overwritten)."""
+def make_step(module, opt, features, device: torch.device, precision: str = "32"):
+    """One training step on a batch of waveforms on the device, as training runs it:
+    features, forward (bf16 autocast with ``precision="bf16"``; the network compiled under
+    ``model.compile``), soft-target loss, backward, optimizer step."""
     dtype = torch.bfloat16 if precision == "bf16" else None
 
     def step(batch):
-        if new_iteration:
-            torch.compiler.cudagraph_mark_step_begin()
         batch = features(batch)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits, _ = module(batch["spec"])
+            logits, _ = module.compiled(module.model)(batch["spec"])
         loss = soft_target_kl(logits, batch["target"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -73,13 +70,13 @@ def make_step(module, opt, features, device: torch.device, precision: str = "32"
 
 
 def train_rate(module, opt, features, random_batch, loader, device, precision, schedule: Schedule,
-               audio=None, new_iteration: bool = False) -> dict:
+               audio=None) -> dict:
     """Steady-state training rate: from the DataLoader (one pass per epoch) when ``loader``
     is given, else from random waveforms already on the device (``schedule.batches`` steps
     per epoch)."""
     module.train()
     n = len(random_batch["label"])
-    step = make_step(module, opt, features, device, precision, new_iteration)
+    step = make_step(module, opt, features, device, precision)
 
     def data_epoch():
         for batch in loader:
@@ -240,45 +237,34 @@ COMPILE_MODES = ("default", "reduce-overhead")
 
 def bench_compile(device: torch.device, schedule: Schedule = FULL, overrides: list[str] | None = None,
                   modes: tuple[str, ...] = COMPILE_MODES) -> list[dict]:
-    """STAP-CRNN, no mixing, float32, random tensors: the eager step against the network
-    ``torch.compile``'d in each of ``modes`` ("reduce-overhead" replays CUDA graphs, which
-    removes the per-kernel launch cost that bounds a step on a GPU), the network and the
-    front-end compiled together in the last mode, and, on CUDA, AdamW's fused kernel."""
-    cfg = litis_shaped_config([*(overrides or []), "augment.mix=none"])
+    """STAP-CRNN, no mixing, float32, random tensors: the eager step (on CUDA also with
+    AdamW's fused kernel, as training uses it there) against ``model.compile`` in each of
+    ``modes``: the network and the front-end ``torch.compile``'d as training runs them
+    ("reduce-overhead" replays CUDA graphs, which removes the per-kernel launch cost that
+    bounds a step on a GPU)."""
     classes = [f"class{c}" for c in range(common.N_LITIS_CLASSES)]
+    cuda = device.type == "cuda"
 
-    def measure(label: str, prepare=None, fused: bool = False) -> dict:
+    def measure(label: str, mode: str | None = None, fused: bool = False) -> dict:
+        cfg = litis_shaped_config([*(overrides or []), "augment.mix=none", f"model.compile={mode or 'null'}"])
         module, opt, features, batch = training_setup(cfg, classes, device)
         if fused:
             opt = torch.optim.AdamW(module.parameters(), lr=1e-3, fused=True)
         t0 = time.perf_counter()
         try:
-            if prepare is not None:
-                features = prepare(module, features)
-            rate = train_rate(module, opt, features, batch, None, device, "32", schedule,
-                              new_iteration=prepare is not None)
-            note = label if prepare is None else f"{label} (warm-up incl. compilation {time.perf_counter() - t0:.0f} s)"
+            rate = train_rate(module, opt, features, batch, None, device, "32", schedule)
+            note = label if mode is None else f"{label} (warm-up incl. compilation {time.perf_counter() - t0:.0f} s)"
         except Exception as e:  # noqa: BLE001 - report, don't fail the benchmark
             rate = {"clips_per_s": float("nan")}
             note = f"{label}: torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
         return {"model": "stap-crnn", "mix": "none", "precision": "32", "pipeline": f"random tensors, {note}",
                 **rate, "batch": cfg.data.batch_size, "segment_s": cfg.data.segment_seconds}
 
-    def network(mode: str):
-        def prepare(module, features):
-            module.model = torch.compile(module.model, mode=mode)
-            return features
-        return prepare
-
-    def network_and_features(module, features):
-        module.model = torch.compile(module.model, mode=modes[-1])
-        return torch.compile(features, mode=modes[-1])
-
     rows = [measure("eager")]
-    if device.type == "cuda":
+    if cuda:
         rows.append(measure("eager, fused AdamW", fused=True))
-    rows += [measure(f"compiled ({mode})", network(mode)) for mode in modes]
-    rows.append(measure(f"network and front-end compiled ({modes[-1]})", network_and_features))
+    fused_note = ", fused AdamW" if cuda else ""
+    rows += [measure(f"model.compile={mode}{fused_note}", mode, fused=cuda) for mode in modes]
     return rows
 
 

@@ -36,6 +36,7 @@ CHOICES = {
     "logger.progress": ("auto", "bar", "epoch", "none"),
     "early_stopping.monitor": (None, "val/acc", "val/loss", "val/macro_f1"),
     "early_stopping.mode": ("auto", "min", "max"),
+    "cv.checkpoint": ("auto", "last", "best"),
 }
 
 POSITIVE = (
@@ -216,6 +217,10 @@ def _check_training(cfg: DictConfig) -> None:
         if cfg.data.val_fraction == 0:
             raise AscError(f"early_stopping.monitor={cfg.early_stopping.monitor} needs a validation split "
                            "(data.val_fraction > 0): test metrics never steer training")
+        if cfg.cv.checkpoint == "last":
+            raise AscError(f"early_stopping.monitor={cfg.early_stopping.monitor} stops training "
+                           f"{cfg.early_stopping.patience} epochs past its best; test that epoch with "
+                           "cv.checkpoint=best (cv.checkpoint=last would test where training stopped)")
     if cfg.model.compile in CUDA_GRAPH_MODES and int(cfg.trainer.get("accumulate_grad_batches", 1) or 1) > 1:
         # CUDA graphs keep the gradients in their own memory, which the next step's replay reuses
         raise AscError(f"model.compile={cfg.model.compile} replays CUDA graphs, which cannot accumulate gradients "

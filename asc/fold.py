@@ -25,6 +25,23 @@ METRICS = ("test/acc", "test/macro_f1")
 VAL_METRICS = ("val/acc", "val/macro_f1", "val/loss")  # at the chosen checkpoint
 
 
+def tested_checkpoint_rule(cfg: DictConfig) -> str:
+    """``cv.checkpoint`` resolved: ``auto`` is ``last``, or ``best`` under early stopping
+    (which stops ``patience`` epochs past the best)."""
+    if cfg.cv.checkpoint == "auto":
+        return "best" if cfg.early_stopping.monitor is not None else "last"
+    return cfg.cv.checkpoint
+
+
+def checkpoint_fields(best: str | None, tested: str, rule: str) -> dict:
+    """What results.json records of a fold's checkpoints: the validation choice ``best``
+    (None without a validation split) whichever is tested, and the ``tested`` one under
+    ``rule``; 1-based epochs."""
+    return {"best_epoch": None if best is None else 1 + checkpoint_epoch(Path(best)),
+            "tested_epoch": 1 + checkpoint_epoch(Path(tested)), "checkpoint": rule,
+            "best_checkpoint": str(Path(best or tested).resolve()), "tested_checkpoint": str(Path(tested).resolve())}
+
+
 def checkpoint_epoch(path: Path) -> int | None:
     """Epoch stored in a checkpoint, or None when there is none or it cannot be read
     (then the fold starts over instead of failing)."""
@@ -196,7 +213,9 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     started = time.time()
     fit(trainer, module, dm, last, resumed_from)
     best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else str(last)
-    val_metrics, metrics = evaluate_checkpoint(trainer, module, dm, best, cfg.cv.test)
+    rule = tested_checkpoint_rule(cfg)
+    tested = str(last) if rule == "last" else best
+    val_metrics, metrics = evaluate_checkpoint(trainer, module, dm, tested, cfg.cv.test)
     if not trainer.is_global_zero:
         return None
     row = {
@@ -205,10 +224,9 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
         **{k: float(val_metrics[k]) for k in VAL_METRICS if k in val_metrics},
         **dm.sizes,
         "epochs": int(trainer.current_epoch),
-        "best_epoch": None if best_ckpt is None else 1 + checkpoint_epoch(Path(best)),  # 1-based
+        **checkpoint_fields(best if best_ckpt else None, tested, rule),
         "resumed_from_epoch": resumed_from,
         "seconds": round(time.time() - started, 1),
-        "best_checkpoint": str(Path(best).resolve()),
         "wandb_run_id": run_id,
     }
     finish_fold(cfg, clips, fold_dir, module, wb, row)

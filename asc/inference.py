@@ -242,15 +242,31 @@ def checkpoint_file_problem(path: Path) -> str | None:
 
 
 def resolve_checkpoint(ref: str | Path, search_root: str | Path = "runs") -> Path:
-    """A checkpoint path, or a W&B run id of a fold (its best checkpoint is found under
-    ``search_root``, the default ``output_dir``)."""
+    """A checkpoint path, or a W&B run id of a fold (the checkpoint its test scored, as its
+    result.json names it (``cv.checkpoint``), is found under ``search_root``, the default
+    ``output_dir``; best.ckpt, then last.ckpt, for a fold without a result)."""
     path = Path(ref)
     if path.is_file():
         return path
     if not path.suffix and "/" not in str(ref) and Path(search_root).is_dir():
         for id_file in Path(search_root).glob("**/fold-*/wandb_run_id"):
             if id_file.read_text().strip() == str(ref):
-                best = id_file.parent / "checkpoints" / "best.ckpt"
-                return best if best.is_file() else id_file.parent / "checkpoints" / "last.ckpt"
+                return _tested_checkpoint(id_file.parent)
     raise AscError(f"checkpoint {display_name(path)!r} not found (neither a file nor the W&B run id of a fold "
                    f"under {search_root}/); checkpoints live in <output_dir>/<experiment>/fold-<k>/checkpoints/")
+
+
+def _tested_checkpoint(fold_dir: Path) -> Path:
+    """The checkpoint a fold's test scored (``tested_checkpoint`` of its result.json, looked
+    up by name in its checkpoints folder, which may have moved), else best.ckpt, else last.ckpt."""
+    import json
+
+    checkpoints = fold_dir / "checkpoints"
+    try:
+        names = [Path(json.loads((fold_dir / "result.json").read_text())["tested_checkpoint"]).name]
+    except (OSError, ValueError, KeyError, TypeError):
+        names = []
+    for name in [*names, "best.ckpt", "last.ckpt"]:
+        if (checkpoints / name).is_file():
+            return checkpoints / name
+    return checkpoints / "last.ckpt"

@@ -150,7 +150,7 @@ def test_litis_fold_through_run_fold_then_pictures(tmp_path):
     assert fold["steady_epoch_s"] == pytest.approx(fold["epoch_train_s"][1], abs=1e-3)
     assert fold["test_s"] > 0 and fold["final_val_s"] > 0
     assert fold["estimate"]["epochs"] == 100 and fold["estimate"]["protocol_min"] > 0
-    pictures = bench.bench_pictures(torch.device("cpu"), fold["best_checkpoint"], tmp_path, n_files=2, seconds=2.0)
+    pictures = bench.bench_pictures(torch.device("cpu"), fold["tested_checkpoint"], tmp_path, n_files=2, seconds=2.0)
     assert pictures["files"] == 2 and pictures["with_pictures"]["files_per_s"] > 0
     assert len(list((tmp_path / "predict" / "with" / "attention").glob("*.png"))) == 2
     assert pictures["one_picture_s"] > 0 and pictures["picture_workers"] == 0  # 2 files: drawn in this process

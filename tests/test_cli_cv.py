@@ -35,6 +35,9 @@ def test_results_json(tiny_cv):
     # selection on validation: the chosen epoch and its validation metrics, per-clip predictions
     for f in res["folds"]:
         assert 1 <= f["best_epoch"] <= f["epochs"] and 0 <= f["val/acc"] <= 1 and f["val/loss"] > 0
+        # cv.checkpoint=auto: the test scored the last checkpoint; the validation choice is recorded
+        assert f["checkpoint"] == "last" and f["tested_epoch"] == f["epochs"]
+        assert f["tested_checkpoint"].endswith("last.ckpt") and f["best_checkpoint"].endswith("best.ckpt")
         lines = (exp / f"fold-{f['fold']}" / "test_predictions.csv").read_text().splitlines()
         assert len(lines) == 1 + f["n_test"] and lines[0].startswith("clip,true,predicted,p_")
     assert res["mean"]["val/acc"] == pytest.approx(sum(f["val/acc"] for f in res["folds"]) / 2)

@@ -28,6 +28,8 @@ def test_defaults_and_overrides(tmp_path):
     (["novalue"], "not of the form key=value"),
     (["optim.ema_epochs=0"], "optim.ema_epochs=0.0 must be positive"),
     (["optim.ema_epochs=nan"], "optim.ema_epochs=nan must be positive"),
+    (["early_stopping.monitor=val/acc", "cv.checkpoint=last"], "test that epoch with cv.checkpoint=best"),
+    (["cv.checkpoint=first"], "cv.checkpoint='first' is not allowed; choose one of: auto, last, best"),
     (["model.compile=fast"], "model.compile='fast' is not allowed; choose one of: null, default, reduce-overhead"),
     (["model.compile=reduce-overhead", "trainer.accumulate_grad_batches=2"], "cannot accumulate gradients"),
 ])
@@ -155,3 +157,11 @@ def test_old_name_of_folder_folds_still_works_with_a_notice(tmp_path, capsys):
     written = to_dict(load_config())
     written["data"]["n_folds"] = written["data"].pop("folder_folds")  # a config.yaml of an older run
     assert to_dict(OmegaConf.create(written)) == to_dict(load_config())
+
+
+def test_the_tested_checkpoint_rule():
+    from asc.fold import tested_checkpoint_rule
+
+    assert tested_checkpoint_rule(load_config()) == "last"  # auto: the end of training
+    assert tested_checkpoint_rule(load_config(overrides=["early_stopping.monitor=val/acc"])) == "best"
+    assert tested_checkpoint_rule(load_config(overrides=["cv.checkpoint=best"])) == "best"

@@ -164,7 +164,9 @@ def test_checkpoint_found_by_wandb_run_id(checkpoint, monkeypatch):
     from asc.predict import resolve_checkpoint
 
     run_id = (checkpoint.parents[1] / "wandb_run_id").read_text().strip()
-    assert resolve_checkpoint(run_id, checkpoint.parents[3]) == checkpoint
+    # the checkpoint the fold's test scored (cv.checkpoint=last by default)
+    assert json.loads((checkpoint.parents[1] / "result.json").read_text())["checkpoint"] == "last"
+    assert resolve_checkpoint(run_id, checkpoint.parents[3]) == checkpoint.parent / "last.ckpt"
     monkeypatch.chdir(checkpoint.parents[3])
     with pytest.raises(AscError, match="neither a file nor the W&B run id"):
         resolve_checkpoint("zzzzzzzz", ".")

@@ -137,7 +137,7 @@ def _run_sections(wanted: set[str], dev: torch.device, schedule: Schedule, quick
             finished("litis_fold", fold)
             if "pictures" in wanted:
                 n_files = PICTURES_QUICK if quick else PICTURES_FULL
-                finished("pictures", bench_pictures(dev, fold["best_checkpoint"], Path(tmp), n_files))
+                finished("pictures", bench_pictures(dev, fold["tested_checkpoint"], Path(tmp), n_files))
     if "litis_parallel" in wanted:
         with tempfile.TemporaryDirectory() as tmp:
             finished("litis_parallel", bench_litis_parallel(dev, Path(tmp), n_clips=n_clips,

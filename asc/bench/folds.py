@@ -113,7 +113,7 @@ def time_fold(cfg, clips, out_dir: Path, device: torch.device) -> dict:
             "val_s": float(np.median(times.val)) if times.val else 0.0,
             "final_val_s": float(sum(times.after_fit_val)), "test_s": float(sum(times.test)),
             "test_pictures_s": float(sum(times.test_end)), "fold_wall_s": round(wall, 2),
-            "test_acc": row.get("test/acc"), "best_checkpoint": row["best_checkpoint"],
+            "test_acc": row.get("test/acc"), "tested_checkpoint": row["tested_checkpoint"],
             "memory_mb_at": times.memory}
 
 

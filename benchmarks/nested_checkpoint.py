@@ -20,6 +20,12 @@ validation choice stays.
 
 Prints one line per inner fold and the paired difference (last - chosen) with a 90 %
 interval; writes ``nested_checkpoint.json`` under ``--out``.  Reruns skip finished jobs.
+
+``--rescore RUN_DIR ...`` scores, instead, the last and the chosen checkpoints of finished
+``asc cv`` runs on their own test folds (the clips of each fold's test_predictions.csv,
+under ``--data-root``): what those runs would have reported under ``cv.checkpoint=last``,
+without training again (the training does not depend on the rule).  Writes
+``rescored.json`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -98,6 +104,20 @@ def score_run(run_dir: Path, data: Path) -> list[dict]:
     return rows
 
 
+def rescore(run_dirs: list[Path], data_root: Path, out: Path) -> None:
+    """Per run and fold: test accuracy of last.ckpt and best.ckpt (the latter as recorded)."""
+    result = {}
+    for run_dir in run_dirs:
+        rows = score_run(run_dir, data_root)
+        result[run_dir.name] = rows
+        last = np.mean([r["last"] for r in rows]) * 100
+        chosen = np.mean([r["chosen"] for r in rows]) * 100
+        print(f"{run_dir.name:28s} last {last:6.2f} %  chosen {chosen:6.2f} %  per fold (last): "
+              + " ".join(f"{100 * r['last']:.2f}" for r in rows), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rescored.json").write_text(json.dumps(result, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, required=True)
@@ -105,8 +125,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/nested_checkpoint"))
+    parser.add_argument("--rescore", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="score finished runs' last and chosen checkpoints on their test folds instead")
     parser.add_argument("overrides", nargs="*", help="key=value for every inner run (none: the default recipe)")
     args = parser.parse_args()
+    if args.rescore:
+        return rescore(args.rescore, args.data_root.resolve(), args.out)
 
     from asc.stats import paired_difference
 

@@ -109,7 +109,7 @@ def rescore(run_dirs: list[Path], data_root: Path, out: Path) -> None:
     result = {}
     for run_dir in run_dirs:
         rows = score_run(run_dir, data_root)
-        result[run_dir.name] = rows
+        result[str(run_dir)] = rows
         last = np.mean([r["last"] for r in rows]) * 100
         chosen = np.mean([r["chosen"] for r in rows]) * 100
         print(f"{run_dir.name:28s} last {last:6.2f} %  chosen {chosen:6.2f} %  per fold (last): "

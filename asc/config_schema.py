@@ -172,9 +172,9 @@ class CVConfig:
     test: bool = True
     # The checkpoint the test scores: last (the end of training) | best (the epoch of highest
     # val/acc, ties broken by the lower val/loss) | auto (last; best when early stopping is
-    # on).  last was chosen on D by a nested check that never read a test fold
+    # on).  last was chosen on D by a nested check inside outer training parts
     # (benchmarks/nested_checkpoint.py): +1.28 points over the validation choice on 16 inner
-    # folds [+0.25, +2.31]; with ~20 validation clips per fold the best epoch is partly a
+    # folds [+0.25, +2.31]; with 11-22 validation clips per fold the best epoch is partly a
     # noise peak (README, Method study 2g).  results.json records both epochs.
     checkpoint: str = "auto"
     # folds trained at once, each in its own process (its own W&B run and fold-<k> folder,

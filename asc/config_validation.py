@@ -110,7 +110,7 @@ def validate_trainer(trainer: dict) -> None:
             raise AscError(f"trainer.{key}={value!r} does not fit lightning.Trainer's {key}: {wanted}")
     if trainer.get("enable_checkpointing") is False:
         raise AscError("trainer.enable_checkpointing=false cannot work: asc needs last.ckpt to resume a fold and "
-                       "best.ckpt to test it; leave the key out")
+                       "to test it, and best.ckpt for the validation choice; leave the key out")
     if trainer.get("fast_dev_run"):
         raise AscError("trainer.fast_dev_run writes no checkpoints, which asc tests from; for a quick check use "
                        "trainer.max_epochs=1 trainer.limit_train_batches=2")

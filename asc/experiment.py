@@ -25,7 +25,9 @@ from asc.results import aggregate as aggregate  # re-exported: importable from h
 from asc.results import format_table as format_table  # re-exported: importable from here as before
 
 # keys that may change between a run and its resumption without changing its results
-RESUMABLE_KEYS = ("cv", "logger", "data.num_workers", "data.root", "data.cache_dir", "trainer.devices",
+# (not cv.checkpoint: the folds of one experiment must be tested by the same rule)
+RESUMABLE_KEYS = ("cv.folds", "cv.bag_of_frames", "cv.test", "cv.parallel_folds", "logger", "data.num_workers",
+                  "data.root", "data.cache_dir", "trainer.devices",
                   "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "trainer.enable_progress_bar")
 
 
@@ -47,6 +49,8 @@ def stored_config(path: Path) -> dict:
     """An experiment's config.yaml, with the keys added to asc since it was written taking
     their defaults (a new key's default keeps what asc did before it existed)."""
     stored = OmegaConf.load(path)
+    if OmegaConf.select(stored, "cv") is not None and "checkpoint" not in stored.cv:
+        stored.cv.checkpoint = "best"  # before cv.checkpoint existed the test scored the validation choice
     try:
         return to_dict(OmegaConf.merge(OmegaConf.structured(Config), stored))
     except Exception:  # noqa: BLE001 - a key this version no longer knows: compared as written
@@ -59,11 +63,25 @@ def has_trained(exp_dir: Path) -> bool:
     return any(exp_dir.glob("fold-*/result.json")) or any(exp_dir.glob("fold-*/checkpoints/*.ckpt"))
 
 
-def conflict_message(cfg: DictConfig, exp_dir: Path) -> str:
+def differing_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs between two configs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differing_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a} -> {b}")
+    return out
+
+
+def conflict_message(cfg: DictConfig, exp_dir: Path, differing: list[str] | None = None) -> str:
     """The error for a folder that holds the same experiment name with another config, with
     advice that works: a sweep run's name is derived from its parameters, so a new
     experiment.name would be replaced again."""
     head = f"{exp_dir} already holds experiment {cfg.experiment.name!r} run with a different config"
+    if differing:
+        head += f" ({'; '.join(differing[:5])}{'; ...' if len(differing) > 5 else ''})"
     if cfg.experiment.sweep:
         return (f"{head} (sweep {cfg.experiment.sweep!r}: the run's folder is named after its parameters, so the "
                 "other settings changed); run the sweep into another folder with output_dir=<new folder> (in the "
@@ -79,7 +97,7 @@ def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
     if cfg_path.exists() and has_trained(exp_dir):
         old = stored_config(cfg_path)
         if _comparable(old) != _comparable(to_dict(cfg)):
-            raise AscError(conflict_message(cfg, exp_dir))
+            raise AscError(conflict_message(cfg, exp_dir, differing_keys(_comparable(old), _comparable(to_dict(cfg)))))
     if is_rank_zero:
         exp_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cfg_path, to_yaml(cfg))

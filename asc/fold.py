@@ -1,5 +1,6 @@
 """One fold: its Trainer, training (resumed from ``last.ckpt``), the validation and test of
-the chosen checkpoint, and its result row and files.
+the checkpoint ``cv.checkpoint`` names (the last, or the one chosen on validation), and its
+result row and files.
 
 :func:`run_fold` is the whole fold, as the sequential loop of :func:`asc.experiment.run_cv`
 and a parallel fold's child process (:mod:`asc.parallel`) both run it; the other functions
@@ -22,7 +23,7 @@ from asc.data.base import ClipSet, attention_clip_ids
 from asc.io import write_json_atomic, write_text_atomic
 
 METRICS = ("test/acc", "test/macro_f1")
-VAL_METRICS = ("val/acc", "val/macro_f1", "val/loss")  # at the chosen checkpoint
+VAL_METRICS = ("val/acc", "val/macro_f1", "val/loss")  # of the tested checkpoint
 
 
 def tested_checkpoint_rule(cfg: DictConfig) -> str:
@@ -37,8 +38,11 @@ def checkpoint_fields(best: str | None, tested: str, rule: str) -> dict:
     """What results.json records of a fold's checkpoints: the validation choice ``best``
     (None without a validation split) whichever is tested, and the ``tested`` one under
     ``rule``; 1-based epochs."""
-    return {"best_epoch": None if best is None else 1 + checkpoint_epoch(Path(best)),
-            "tested_epoch": 1 + checkpoint_epoch(Path(tested)), "checkpoint": rule,
+    def epoch(path: str | None) -> int | None:
+        e = None if path is None else checkpoint_epoch(Path(path))
+        return None if e is None else 1 + e
+
+    return {"best_epoch": epoch(best), "tested_epoch": epoch(tested), "checkpoint": rule,
             "best_checkpoint": str(Path(best or tested).resolve()), "tested_checkpoint": str(Path(tested).resolve())}
 
 
@@ -153,10 +157,11 @@ def fit(trainer, module, dm, last: Path, resumed_from: int | None) -> None:
 
 def evaluate_checkpoint(trainer, module, dm, best: str, test: bool) -> tuple[dict, dict]:
     """The validation metrics (with a validation split) and the test metrics (``test``) of
-    the checkpoint ``best``: (val_metrics, test_metrics), each {} when not run."""
+    the checkpoint ``best`` (the one the fold tests): (val_metrics, test_metrics), each {}
+    when not run."""
     val_metrics, metrics = {}, {}
     with interruptible(trainer):
-        if len(dm.val_idx) > 0:  # the validation metrics of the chosen checkpoint, for results.json only: not
+        if len(dm.val_idx) > 0:  # the validation metrics of the tested checkpoint, for results.json only: not
             loggers, trainer.loggers = trainer.loggers, []  # logged again as one more epoch
             val_metrics = trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
             trainer.loggers = loggers
@@ -184,8 +189,9 @@ def finish_fold(cfg: DictConfig, clips: ClipSet, fold_dir: Path, module, wb, row
 
 def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexity: dict | None = None,
              callbacks: tuple = ()) -> dict | None:
-    """Train, select the checkpoint on validation (val/acc, ties broken by val/loss) and
-    test it on one fold.  ``complexity`` (the network's size and compute, counted once by
+    """Train, keep the checkpoint chosen on validation (val/acc, ties broken by val/loss)
+    and the last, and test the one ``cv.checkpoint`` names, on one fold.  ``complexity``
+    (the network's size and compute, counted once by
     :func:`~asc.experiment.run_cv`) goes into the fold's W&B config; ``callbacks`` are added
     to the fold's Trainer.  Returns the fold's result row (None on ranks other than 0)."""
     import lightning as L
@@ -213,7 +219,8 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     started = time.time()
     fit(trainer, module, dm, last, resumed_from)
     best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else str(last)
-    rule = tested_checkpoint_rule(cfg)
+    # without a validation split there is no choice: the last checkpoint is tested
+    rule = tested_checkpoint_rule(cfg) if best_ckpt and best_ckpt.best_model_path else "last"
     tested = str(last) if rule == "last" else best
     val_metrics, metrics = evaluate_checkpoint(trainer, module, dm, tested, cfg.cv.test)
     if not trainer.is_global_zero:

@@ -129,6 +129,7 @@ def main() -> None:
                         help="score finished runs' last and chosen checkpoints on their test folds instead")
     parser.add_argument("overrides", nargs="*", help="key=value for every inner run (none: the default recipe)")
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the inner runs start in the repository's root
     if args.rescore:
         return rescore(args.rescore, args.data_root.resolve(), args.out)
 

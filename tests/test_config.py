@@ -129,8 +129,26 @@ def test_an_experiment_written_before_a_key_existed_still_resumes(tmp_path):
     (exp / "fold-1" / "checkpoints").mkdir(parents=True)
     (exp / "fold-1" / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert prepare_experiment(cfg) == exp
-    with pytest.raises(AscError, match="different config"):  # a key set away from its default still differs
+    with pytest.raises(AscError, match="different config.*optim.ema_epochs: None -> 2"):  # set away from its default
         prepare_experiment(load_config(overrides=[f"output_dir={tmp_path}", "optim.ema_epochs=2"]))
+
+
+def test_an_experiment_from_before_cv_checkpoint_resumes_testing_the_validation_choice(tmp_path):
+    """Before cv.checkpoint the test scored best.ckpt: an old experiment keeps that rule on
+    resuming (one rule for all its folds), and says which key to give."""
+    import yaml
+
+    from asc.experiment import prepare_experiment
+
+    exp = prepare_experiment(load_config(overrides=[f"output_dir={tmp_path}"]))
+    old = yaml.safe_load((exp / "config.yaml").read_text())
+    del old["cv"]["checkpoint"]
+    (exp / "config.yaml").write_text(yaml.safe_dump(old))
+    (exp / "fold-1").mkdir()
+    (exp / "fold-1" / "result.json").write_text("{}")
+    with pytest.raises(AscError, match="cv.checkpoint: best -> auto"):
+        prepare_experiment(load_config(overrides=[f"output_dir={tmp_path}"]))
+    assert prepare_experiment(load_config(overrides=[f"output_dir={tmp_path}", "cv.checkpoint=best"])) == exp
 
 
 def test_old_name_of_folder_folds_still_works_with_a_notice(tmp_path, capsys):

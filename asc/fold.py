@@ -34,6 +34,15 @@ def tested_checkpoint_rule(cfg: DictConfig) -> str:
     return cfg.cv.checkpoint
 
 
+def fold_checkpoints(cfg: DictConfig, best_ckpt, last: Path) -> tuple[str | None, str, str]:
+    """After training: the validation choice (None without a validation split), the
+    checkpoint the test scores and the rule that named it (``last`` when there is no
+    choice)."""
+    best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else None
+    rule = tested_checkpoint_rule(cfg) if best else "last"
+    return best, (best if rule == "best" else str(last)), rule
+
+
 def checkpoint_fields(best: str | None, tested: str, rule: str) -> dict:
     """What results.json records of a fold's checkpoints: the validation choice ``best``
     (None without a validation split) whichever is tested, and the ``tested`` one under
@@ -218,10 +227,7 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
         print(f"fold {fold}: resuming from {last} (epoch {resumed_from}), W&B run {run_id}")
     started = time.time()
     fit(trainer, module, dm, last, resumed_from)
-    best = best_ckpt.best_model_path if best_ckpt and best_ckpt.best_model_path else str(last)
-    # without a validation split there is no choice: the last checkpoint is tested
-    rule = tested_checkpoint_rule(cfg) if best_ckpt and best_ckpt.best_model_path else "last"
-    tested = str(last) if rule == "last" else best
+    best, tested, rule = fold_checkpoints(cfg, best_ckpt, last)
     val_metrics, metrics = evaluate_checkpoint(trainer, module, dm, tested, cfg.cv.test)
     if not trainer.is_global_zero:
         return None
@@ -231,7 +237,7 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
         **{k: float(val_metrics[k]) for k in VAL_METRICS if k in val_metrics},
         **dm.sizes,
         "epochs": int(trainer.current_epoch),
-        **checkpoint_fields(best if best_ckpt else None, tested, rule),
+        **checkpoint_fields(best, tested, rule),
         "resumed_from_epoch": resumed_from,
         "seconds": round(time.time() - started, 1),
         "wandb_run_id": run_id,

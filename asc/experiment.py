@@ -45,12 +45,23 @@ def _comparable(cfg_dict: dict) -> dict:
     return OmegaConf.to_container(c)
 
 
+# keys added since configs were first written whose default does not keep what asc did
+# before them: the value that does (an older config.yaml without the key gets it)
+ADDED_WITH_NEW_BEHAVIOUR = {
+    "cv.checkpoint": "best",  # before it existed the test scored the validation choice
+}
+
+
 def stored_config(path: Path) -> dict:
     """An experiment's config.yaml, with the keys added to asc since it was written taking
-    their defaults (a new key's default keeps what asc did before it existed)."""
+    their defaults, which keep what asc did before they existed, or else the values of
+    :data:`ADDED_WITH_NEW_BEHAVIOUR`."""
     stored = OmegaConf.load(path)
-    if OmegaConf.select(stored, "cv") is not None and "checkpoint" not in stored.cv:
-        stored.cv.checkpoint = "best"  # before cv.checkpoint existed the test scored the validation choice
+    for key, value in ADDED_WITH_NEW_BEHAVIOUR.items():
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(stored, parent)
+        if node is not None and leaf not in node:
+            node[leaf] = value
     try:
         return to_dict(OmegaConf.merge(OmegaConf.structured(Config), stored))
     except Exception:  # noqa: BLE001 - a key this version no longer knows: compared as written
@@ -95,9 +106,9 @@ def prepare_experiment(cfg: DictConfig, is_rank_zero: bool = True) -> Path:
     exp_dir = experiment_dir(cfg)
     cfg_path = exp_dir / "config.yaml"
     if cfg_path.exists() and has_trained(exp_dir):
-        old = stored_config(cfg_path)
-        if _comparable(old) != _comparable(to_dict(cfg)):
-            raise AscError(conflict_message(cfg, exp_dir, differing_keys(_comparable(old), _comparable(to_dict(cfg)))))
+        old, new = _comparable(stored_config(cfg_path)), _comparable(to_dict(cfg))
+        if old != new:
+            raise AscError(conflict_message(cfg, exp_dir, differing_keys(old, new)))
     if is_rank_zero:
         exp_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cfg_path, to_yaml(cfg))

@@ -45,8 +45,8 @@ class FeaturePipeline(nn.Module):
         self.frontend = LogSpectrogram.from_config(cfg.features, self.sample_rate)
         self.norm = BandStandardizer(int(cfg.features.n_bins))
         self.clip_mean = bool(cfg.features.get("subtract_clip_mean", False))
-        self.compile_mode = OmegaConf.select(cfg, "model.compile")
-        self.compiled = Compiled(self.compile_mode)  # the front-end of training batches (asc.compilation)
+        # the front-end of training batches (asc.compilation)
+        self.compiled = Compiled(OmegaConf.select(cfg, "model.compile"))
 
     @property
     def hop(self) -> int:
@@ -100,7 +100,7 @@ class FeaturePipeline(nn.Module):
         if training:
             # here, not in the LightningModule: this runs before training_step, and the
             # front-end's graph is the step's first replay
-            begin_step(self.compile_mode)
+            begin_step(self.compiled.mode)
             wave = self.augmented("wave", wave, None, lengths)
             wave, targets, partners, r = mix_batch(wave, batch["label"], self.n_classes, a.mix,
                                                    self.sample_rate, a.gain, a.mixup_alpha)

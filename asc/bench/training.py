@@ -36,15 +36,15 @@ def feature_step(cfg, n_classes: int, device: torch.device):
     return partial(pipeline.prepare, training=True)
 
 
-def training_setup(cfg, class_names: list[str], device: torch.device):
-    """Module, optimizer, the feature step (:func:`feature_step`) and a batch of random
-    waveforms on the device."""
+def training_setup(cfg, class_names: list[str], device: torch.device, fused: bool = False):
+    """Module, optimizer (AdamW's fused kernel with ``fused``), the feature step
+    (:func:`feature_step`) and a batch of random waveforms on the device."""
     from asc.config import to_dict
     from asc.module import SceneClassifier
 
     module = SceneClassifier(to_dict(cfg), class_names).to(device)
     features = feature_step(cfg, len(class_names), device)
-    opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-3, fused=fused or None)
     n = cfg.data.batch_size
     batch = {"wave": 0.1 * torch.randn(n, segment_samples(cfg.data, cfg.data.sample_rate), device=device),
              "label": torch.randint(0, len(class_names), (n,), device=device), "padded": False}
@@ -247,9 +247,7 @@ def bench_compile(device: torch.device, schedule: Schedule = FULL, overrides: li
 
     def measure(label: str, mode: str | None = None, fused: bool = False) -> dict:
         cfg = litis_shaped_config([*(overrides or []), "augment.mix=none", f"model.compile={mode or 'null'}"])
-        module, opt, features, batch = training_setup(cfg, classes, device)
-        if fused:
-            opt = torch.optim.AdamW(module.parameters(), lr=1e-3, fused=True)
+        module, opt, features, batch = training_setup(cfg, classes, device, fused)
         t0 = time.perf_counter()
         try:
             rate = train_rate(module, opt, features, batch, None, device, "32", schedule)

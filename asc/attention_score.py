@@ -1,8 +1,15 @@
-"""Does temporal attention find the class events?  Scored on the synthetic scenes.
+"""Where does attention look?  Scored on a checkpoint's test clips.
 
-Score of a clip = attention mass inside the class-event intervals divided by the fraction
-of the clip's frames those intervals cover.  1.0 is chance (attention spread evenly);
-1 / coverage is the maximum (all attention on event frames).
+On any data set, the *spread* of a clip's attention: exp(entropy) of its weights divided by
+their number, for the temporal vector (over the clip's frames) and the spatial vector (over
+the D features).  1.0 is uniform (the model pools like a plain mean); 1/n is all weight on
+one frame or feature.  A spread in time near 1 says attention pooling has nothing to select
+on these clips, whatever its accuracy.
+
+On the synthetic scenes, which know where their events are, also the event score of a clip:
+attention mass inside the class-event intervals divided by the fraction of the clip's frames
+those intervals cover.  1.0 is chance (attention spread evenly); 1 / coverage is the maximum
+(all attention on event frames).
 """
 
 from __future__ import annotations
@@ -37,25 +44,41 @@ def attention_in_events(temporal: np.ndarray, hop_seconds: float, intervals) -> 
     return float(a[inside].sum() / coverage)
 
 
+def spread(weights: np.ndarray) -> float:
+    """exp(entropy) / n of n non-negative weights: 1.0 when uniform, 1/n when one holds all."""
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    w = w / w.sum()
+    nonzero = w[w > 0]
+    return float(np.exp(-(nonzero * np.log(nonzero)).sum()) / len(w))
+
+
+SPREADS = (("spread in time", "time_spread"), ("spread in features", "feature_spread"))  # (row name, key)
+
+
 def score_model(model, clips, indices) -> dict:
-    """Per-class and overall mean attention score of ``model`` over ``clips[indices]``."""
-    if not clips.events:
-        raise AscError("attention scores need event annotations: use the synthetic scenes (data.name=synthetic)")
+    """Attention of ``model`` over ``clips[indices]``: mean spread in time and in features
+    (``time_spread``, ``feature_spread``) and, where the clips know their events, per-class
+    and overall mean event score (``per_class``, ``overall``; None without events)."""
     hop_s = model.frontend.hop / model.sample_rate
     per_class: dict[str, list[float]] = {c: [] for c in clips.class_names}
-    correct = 0
-    for i in indices:
-        analysis = model.analyse_clip(clips.audio.get(int(i)), with_spec=False)
+    correct, time_spreads, feature_spreads = 0, [], []
+    for i in map(int, indices):
+        analysis = model.analyse_clip(clips.audio.get(i), with_spec=False)
         if "temporal" not in analysis:
             raise AscError(f"the {model.cfg.model.name} model has no attention to score")
         correct += int(analysis["probs"].argmax() == clips.labels[i])
-        intervals = [(e["onset"], e["offset"]) for e in clips.events[int(i)] if e["kind"] == "class"]
-        score = attention_in_events(analysis["temporal"], hop_s, intervals)
-        if score is not None:
-            per_class[clips.class_names[clips.labels[i]]].append(score)
+        time_spreads.append(spread(analysis["temporal"]))
+        feature_spreads.append(spread(analysis["spatial"]))
+        if clips.events:
+            intervals = [(e["onset"], e["offset"]) for e in clips.events[i] if e["kind"] == "class"]
+            score = attention_in_events(analysis["temporal"], hop_s, intervals)
+            if score is not None:
+                per_class[clips.class_names[clips.labels[i]]].append(score)
     scores = [s for v in per_class.values() for s in v]
     return {"per_class": {c: float(np.mean(v)) if v else None for c, v in per_class.items()},
-            "overall": float(np.mean(scores)), "n_clips": len(scores), "accuracy": correct / len(indices)}
+            "overall": float(np.mean(scores)) if scores else None, "n_clips": len(indices),
+            "n_scored": len(scores), "time_spread": float(np.mean(time_spreads)),
+            "feature_spread": float(np.mean(feature_spreads)), "accuracy": correct / len(indices)}
 
 
 def analyse_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "auto") -> dict:
@@ -67,7 +90,7 @@ def analyse_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "au
     labels = checkpoint_labels(checkpoints)
     for ckpt, label in zip(checkpoints, labels):
         model = load(ckpt, device)
-        clips, indices = synthetic_test_clips(model, ckpt)
+        clips, indices = test_clips(model, ckpt)
         fold = model.fold
         label = f"{model.cfg.model.pooling} ({label})"
         results[label] = {"checkpoint": str(ckpt), "pooling": model.cfg.model.pooling, "fold": fold,
@@ -76,6 +99,22 @@ def analyse_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "au
     (out_dir / "attention_scores.json").write_text(json.dumps(results, indent=2))
     figure(results, out_dir / "attention_scores.png")
     return results
+
+
+def test_clips(model, checkpoint="the checkpoint"):
+    """The data set a checkpoint was trained on (its config's ``data``) and its fold's test
+    clips (all clips when the fold is unknown)."""
+    if model.cfg.data.name == "synthetic":
+        return synthetic_test_clips(model, checkpoint)
+    from asc.data import load_clipset
+
+    clips = load_clipset(model.cfg.data)
+    if list(clips.class_names) != list(model.class_names):
+        raise AscError(f"{checkpoint} knows classes {model.class_names}, the data set of its config "
+                       f"({model.cfg.data.name} at {model.cfg.data.root}) has {clips.class_names}: "
+                       "the data set changed since it was trained")
+    fold = model.fold
+    return clips, (clips.folds[fold][1] if fold in clips.folds else np.arange(len(clips)))
 
 
 def synthetic_test_clips(model, checkpoint="the checkpoint"):
@@ -152,34 +191,49 @@ def compare_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "au
     return report
 
 
+def has_event_scores(results: dict) -> bool:
+    return any(r["overall"] is not None for r in results.values())
+
+
 def table(results: dict) -> str:
-    labels = list(results)
-    classes = list(next(iter(results.values()))["per_class"])
     from asc.tables import format_table
 
-    rows = []
-    for c in classes + ["overall"]:
-        values = [results[l]["overall"] if c == "overall" else results[l]["per_class"][c] for l in labels]
-        rows.append([c, *("-" if v is None else f"{v:.2f}" for v in values)])
-    widths = [max(len(c) for c in classes + ["overall"]), *(max(10, len(l)) for l in labels)]
-    return (format_table(["class", *labels], rows, widths=widths, rule=False) + "\n"
-            "score = attention mass inside class events / fraction of time they cover (1.0 = chance)")
+    labels = list(results)
+    events = has_event_scores(results)
+    classes = list(next(iter(results.values()))["per_class"]) + ["overall"] if events else []
+    rows = [[c, *("-" if v is None else f"{v:.2f}" for v in
+                  (results[l]["overall"] if c == "overall" else results[l]["per_class"][c] for l in labels))]
+            for c in classes]
+    rows += [[name, *(f"{results[l][key]:.2f}" for l in labels)] for name, key in SPREADS]
+    widths = [max(len(r[0]) for r in rows), *(max(10, len(l)) for l in labels)]
+    notes = ["spread = exp(entropy) / count of the attention weights (1.00 = uniform, as mean pooling)"]
+    if events:
+        notes.insert(0, "score = attention mass inside class events / fraction of time they cover (1.0 = chance)")
+    header = ["class" if events else "attention", *labels]
+    return "\n".join([format_table(header, rows, widths=widths, rule=False), *notes])
+
 
 
 def figure(results: dict, path: Path) -> None:
+    """Bars per checkpoint: the event score per class (synthetic scenes), else the spreads."""
     from asc.viz import new_figure, save
 
     labels = list(results)
-    classes = list(next(iter(results.values()))["per_class"]) + ["overall"]
-    fig = new_figure((max(6, 1.1 * len(classes)), 3.6))
+    if has_event_scores(results):
+        groups = list(next(iter(results.values()))["per_class"]) + ["overall"]
+        value = lambda r, c: r["per_class"][c] if c != "overall" else r["overall"]  # noqa: E731
+        reference, ylabel = ("chance", 1.0), "attention in events / coverage"
+    else:
+        groups = [name for name, _ in SPREADS]
+        value = lambda r, c: r[dict(SPREADS)[c]]  # noqa: E731
+        reference, ylabel = ("uniform (mean pooling)", 1.0), "exp(entropy) / count"
+    fig = new_figure((max(6, 1.1 * len(groups)), 3.6))
     ax = fig.add_subplot()
     width = 0.8 / len(labels)
     for k, label in enumerate(labels):
-        r = results[label]
-        values = [r["per_class"][c] if c != "overall" else r["overall"] for c in classes]
-        ax.bar(np.arange(len(classes)) + k * width, [v or 0 for v in values], width, label=label)
-    ax.axhline(1.0, color="grey", ls="--", lw=1, label="chance")
-    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes, rotation=30, ha="right")
-    ax.set_ylabel("attention in events / coverage")
+        ax.bar(np.arange(len(groups)) + k * width, [value(results[label], c) or 0 for c in groups], width, label=label)
+    ax.axhline(reference[1], color="grey", ls="--", lw=1, label=reference[0])
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     save(fig, path)

@@ -120,8 +120,9 @@ def _predict_parser(sub) -> None:
 
 
 def _attention_parser(sub) -> None:
-    p = sub.add_parser("attention", help="score how well temporal attention finds the events of the synthetic "
-                       "scenes (several checkpoints are compared)")
+    p = sub.add_parser("attention", help="how attention spreads over time and features on a checkpoint's test "
+                       "clips and, on the synthetic scenes, how much of it falls on the class events (several "
+                       "checkpoints are compared)")
     p.add_argument("--checkpoint", action="append", help="repeat to compare checkpoints")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two checkpoints' attention on the same test "
                    "clips (one per class), side by side: one picture per clip and compare.json")

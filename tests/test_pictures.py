@@ -140,12 +140,20 @@ def test_attention_notebook_refuses_a_checkpoint_of_other_data(tmp_path):
 
     make_folder(tmp_path / "rec", per_class=3)
     proc = asc("train", "data.name=folder", f"data.root={tmp_path / 'rec'}", "data.folder_folds=3",
-               f"data.cache_dir={tmp_path / 'cache'}", "experiment.name=rec", f"output_dir={tmp_path}",
+               f"data.cache_dir={tmp_path / 'cache'}", "experiment.name=rec", f"output_dir={tmp_path / 'runs'}",
                "logger.mode=disabled", *[a for a in TINY if not a.startswith("data.synthetic")], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = tmp_path / "rec" / "fold-1" / "checkpoints" / "best.ckpt"
-    proc = asc("attention", "--checkpoint", str(ckpt), cwd=tmp_path)
-    assert proc.returncode == 2 and "synthetic" in proc.stderr
+    ckpt = tmp_path / "runs" / "rec" / "fold-1" / "checkpoints" / "best.ckpt"
+    # without event annotations: the spreads only (no event score), on the fold's test clips
+    proc = asc("attention", "--checkpoint", str(ckpt), "--out", "att", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (r,) = json.loads((tmp_path / "att" / "attention_scores.json").read_text()).values()
+    assert r["overall"] is None and r["n_scored"] == 0 and r["n_clips"] == 3  # 9 clips, 3 folds
+    assert 0 < r["time_spread"] <= 1 and 0 < r["feature_spread"] <= 1
+    assert "spread in time" in proc.stdout and "overall" not in proc.stdout
+    assert (tmp_path / "att" / "attention_scores.png").is_file()
+    proc = asc("attention", "--compare", str(ckpt), str(ckpt), cwd=tmp_path)  # pictures need the events
+    assert proc.returncode == 2 and "synthetic" in proc.stderr and "Traceback" not in proc.stderr
     os.environ.update(ASC_CHECKPOINT=str(ckpt), ASC_CLIPS="1")
     nb = nbformat.read(REPO / "notebooks" / "attention_maps.ipynb", as_version=4)
     with pytest.raises(CellExecutionError, match="was trained on folder.*synthetic scenes"):

@@ -105,13 +105,23 @@ def test_attention_score_known_answer():
     assert attention_in_events(uniform, hop, []) is None
 
 
+def test_attention_spread_known_answers():
+    from asc.attention_score import spread
+
+    assert spread(np.full(50, 0.02)) == pytest.approx(1.0)  # uniform: pools like a mean
+    assert spread(np.eye(50)[3]) == pytest.approx(1 / 50)  # all weight on one frame
+    assert spread([0.5, 0.5, 0.0, 0.0]) == pytest.approx(0.5)  # two of four, unnormalised input is fine
+    assert spread([3.0, 3.0, 0.0, 0.0]) == pytest.approx(0.5)
+
+
 @pytest.mark.slow
 def test_attention_command(checkpoint, tmp_path):
     proc = asc("attention", "--checkpoint", str(checkpoint), "--out", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "attention_scores.json").read_text())
     (r,) = res.values()
-    assert r["pooling"] == "stap" and r["fold"] == 1 and r["n_clips"] == 9 and r["overall"] > 0
+    assert r["pooling"] == "stap" and r["fold"] == 1 and r["n_clips"] == r["n_scored"] == 9 and r["overall"] > 0
+    assert 0 < r["time_spread"] <= 1 and 0 < r["feature_spread"] <= 1
     assert set(r["per_class"]) == {"up_sweep", "down_sweep", "rising_pair"}
     assert (tmp_path / "attention_scores.png").is_file() and "overall" in proc.stdout
 

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from asc.errors import AscError
 
@@ -46,10 +47,9 @@ def attention_in_events(temporal: np.ndarray, hop_seconds: float, intervals) -> 
 
 def spread(weights: np.ndarray) -> float:
     """exp(entropy) / n of n non-negative weights: 1.0 when uniform, 1/n when one holds all."""
-    w = np.asarray(weights, dtype=np.float64).ravel()
-    w = w / w.sum()
-    nonzero = w[w > 0]
-    return float(np.exp(-(nonzero * np.log(nonzero)).sum()) / len(w))
+    from asc.models.pooling import weight_spread
+
+    return float(weight_spread(torch.as_tensor(np.asarray(weights, dtype=np.float64).ravel())[None])[0])
 
 
 SPREADS = (("spread in time", "time_spread"), ("spread in features", "feature_spread"))  # (row name, key)

@@ -28,6 +28,8 @@ from asc.checkpoints import migrate as migrate_checkpoint
 from asc.checkpoints import stamp as stamp_checkpoint
 from asc.compilation import Compiled
 from asc.inference import build_network
+from asc.models.crnn import pool_mask
+from asc.models.pooling import weight_spread
 from asc.segments import aggregate_segments
 
 
@@ -98,6 +100,8 @@ class SceneClassifier(L.LightningModule):
             }, prefix=f"{stage}/"))
         self.test_confusion = MulticlassConfusionMatrix(n)
         self.val_loss_mean = MeanMetric()
+        # how far attention is from a plain mean, per validation window (asc.models.pooling.weight_spread)
+        self.val_spread = torch.nn.ModuleDict({"time": MeanMetric(), "features": MeanMetric()})
         self.test_rows: list[tuple[int, int, np.ndarray]] = []  # (clip id, true label, probabilities)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -155,7 +159,7 @@ class SceneClassifier(L.LightningModule):
         self.log("train/lr", float(self.optimizers().param_groups[0]["lr"]), sync_dist=True)
 
     def _eval_step(self, batch, stage: str):
-        logits = self._eval_logits(batch["spec"], batch["valid"])
+        logits = self._eval_logits(batch["spec"], batch["valid"], track_spread=stage == "val")
         probs = aggregate_segments(logits, batch["clip"], len(batch["label"]), self.cfg.eval.aggregate)
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-8)), batch["label"])
         metrics = getattr(self, f"{stage}_metrics")
@@ -164,16 +168,25 @@ class SceneClassifier(L.LightningModule):
         self.log_dict(metrics, prog_bar=stage == "val", batch_size=len(probs))
         return probs, loss
 
-    def _eval_logits(self, spec: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    def _eval_logits(self, spec: torch.Tensor, valid: torch.Tensor | None, track_spread: bool = False) -> torch.Tensor:
         """Logits of a batch's evaluation windows, at most 4 x data.batch_size windows per
         forward pass: a batch of 32 clips of 30 s is 448 windows of 4 s, whose activations
         took 2.1 GB at once on a CPU (0.7 GB in chunks of 128; the outputs are the same, every
         layer treats windows independently in eval mode)."""
         chunk = 4 * int(self.cfg.data.batch_size)
-        if len(spec) <= chunk:
-            return self.eval_model(spec, valid)[0]
-        return torch.cat([self.eval_model(spec[i:i + chunk], None if valid is None else valid[i:i + chunk])[0]
-                          for i in range(0, len(spec), chunk)])
+        logits = []
+        for i in range(0, len(spec), chunk):
+            part = None if valid is None else valid[i:i + chunk]
+            out, attn = self.eval_model(spec[i:i + chunk], part)
+            logits.append(out)
+            if track_spread and "temporal" in attn:
+                self._update_spread(attn, part)
+        return logits[0] if len(logits) == 1 else torch.cat(logits)
+
+    def _update_spread(self, attn: dict, valid: torch.Tensor | None) -> None:
+        frames = pool_mask(valid, self.cfg.model.time_pool)  # the recurrent output's frames
+        self.val_spread["time"].update(weight_spread(attn["temporal"], frames))
+        self.val_spread["features"].update(weight_spread(attn["spatial"]))
 
     def validation_step(self, batch, batch_idx):
         probs, loss = self._eval_step(batch, "val")
@@ -187,6 +200,10 @@ class SceneClassifier(L.LightningModule):
         loss = self.val_loss_mean.compute()
         self.val_loss_mean.reset()
         self.log("val/select", acc - 1e-6 * loss)
+        for name, spread in self.val_spread.items():
+            if spread.update_count:  # models with attention (not the CNN)
+                self.log(f"val/attention_spread_{name}", spread.compute())
+                spread.reset()
 
     def test_step(self, batch, batch_idx):
         probs, _ = self._eval_step(batch, "test")

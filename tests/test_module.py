@@ -4,6 +4,7 @@ import math
 
 import lightning as L
 import numpy as np
+import pytest
 import torch
 
 from asc.bench import numpy_power_filterbank
@@ -191,3 +192,22 @@ def test_evaluation_in_chunks_gives_the_logits_of_one_pass():
         hook.remove()
     assert sizes == [24, 24, 12]
     torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_validation_logs_how_far_attention_is_from_a_plain_mean():
+    """val/attention_spread_time and _features: exp(entropy) / count of each validation
+    window's attention weights over its valid frames; exactly 1 for mean pooling, below 1
+    for attention, absent for the CNN (no attention)."""
+    spreads = {}
+    for overrides in (["model.pooling=stap"], ["model.pooling=mean"], ["model.name=cnn"]):
+        cfg = load_config(overrides=TINY + overrides)
+        clips = load_clipset(cfg.data)
+        module = SceneClassifier(to_dict(cfg), clips.class_names, 1)
+        trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(module, SceneDataModule(clips, 1, cfg))
+        spreads[overrides[0]] = {k: float(v) for k, v in trainer.callback_metrics.items() if "spread" in k}
+    stap, mean, cnn = spreads.values()
+    assert set(stap) == set(mean) == {"val/attention_spread_time", "val/attention_spread_features"} and not cnn
+    assert mean["val/attention_spread_time"] == pytest.approx(1.0) == mean["val/attention_spread_features"]
+    assert 0 < stap["val/attention_spread_time"] < 1 and 0 < stap["val/attention_spread_features"] < 1

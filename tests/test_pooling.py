@@ -79,3 +79,16 @@ def test_models_forward_logits_and_attention(overrides):
         assert attn["mask"].shape == (2, 51, 2 * cfg.model.rnn_hidden)
     else:
         assert attn == {}
+
+
+def test_weight_spread_counts_only_valid_frames():
+    from asc.models.pooling import masked_softmax, weight_spread
+
+    valid = torch.tensor([[True] * 6 + [False] * 4, [True] * 10])
+    uniform = masked_softmax(torch.zeros(2, 10), valid)  # equal scores: uniform over the valid frames
+    torch.testing.assert_close(weight_spread(uniform, valid), torch.ones(2))
+    peaked = torch.zeros(2, 10)
+    peaked[:, 0] = 1.0
+    torch.testing.assert_close(weight_spread(peaked, valid), torch.tensor([1 / 6, 1 / 10]))
+    # the padding's weight does not count (it is exactly 0 after a masked softmax anyway)
+    torch.testing.assert_close(weight_spread(torch.ones(1, 10), valid[:1]), torch.ones(1))

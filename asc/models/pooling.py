@@ -83,6 +83,16 @@ class SpatialAttention(nn.Module):
         return torch.softmax(scores, dim=-1)
 
 
+def weight_spread(weights: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Spread (B,) of attention weights (B, N) over their valid positions (B, N) bool:
+    exp(entropy) / count, 1.0 for uniform weights (as mean pooling), 1/count for all
+    weight on one frame or feature.  ``asc attention`` and ``val/attention_spread_*``."""
+    w = weights.float() if valid is None else weights.float() * valid
+    w = w / w.sum(-1, keepdim=True)
+    count = w.shape[-1] if valid is None else valid.sum(-1).clamp_min(1)
+    return torch.exp(-torch.xlogy(w, w).sum(-1)) / count
+
+
 def _outer(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return a.unsqueeze(2) * s.unsqueeze(1)
 

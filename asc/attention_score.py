@@ -195,14 +195,20 @@ def has_event_scores(results: dict) -> bool:
     return any(r["overall"] is not None for r in results.values())
 
 
+def event_classes(results: dict) -> list[str]:
+    """The classes of the checkpoints with event scores, in order of first appearance."""
+    scored = [r for r in results.values() if r["overall"] is not None]
+    return list(dict.fromkeys(c for r in scored for c in r["per_class"]))
+
+
 def table(results: dict) -> str:
     from asc.tables import format_table
 
     labels = list(results)
     events = has_event_scores(results)
-    classes = list(next(iter(results.values()))["per_class"]) + ["overall"] if events else []
+    classes = event_classes(results) + ["overall"] if events else []
     rows = [[c, *("-" if v is None else f"{v:.2f}" for v in
-                  (results[l]["overall"] if c == "overall" else results[l]["per_class"][c] for l in labels))]
+                  (results[l]["overall"] if c == "overall" else results[l]["per_class"].get(c) for l in labels))]
             for c in classes]
     rows += [[name, *(f"{results[l][key]:.2f}" for l in labels)] for name, key in SPREADS]
     widths = [max(len(r[0]) for r in rows), *(max(10, len(l)) for l in labels)]
@@ -220,8 +226,8 @@ def figure(results: dict, path: Path) -> None:
 
     labels = list(results)
     if has_event_scores(results):
-        groups = list(next(iter(results.values()))["per_class"]) + ["overall"]
-        value = lambda r, c: r["per_class"][c] if c != "overall" else r["overall"]  # noqa: E731
+        groups = event_classes(results) + ["overall"]
+        value = lambda r, c: r["per_class"].get(c) if c != "overall" else r["overall"]  # noqa: E731
         reference, ylabel = ("chance", 1.0), "attention in events / coverage"
     else:
         groups = [name for name, _ in SPREADS]

@@ -114,6 +114,20 @@ def test_attention_spread_known_answers():
     assert spread([3.0, 3.0, 0.0, 0.0]) == pytest.approx(0.5)
 
 
+def test_attention_table_of_checkpoints_with_and_without_events(tmp_path):
+    from asc.attention_score import figure, table
+
+    synthetic = {"per_class": {"up": 3.0, "down": None}, "overall": 3.0, "time_spread": 0.4, "feature_spread": 0.9}
+    folder = {"per_class": {"cough": None}, "overall": None, "time_spread": 0.8, "feature_spread": 0.7}
+    text = table({"stap (syn/fold-1)": synthetic, "stap (rec/fold-1)": folder})
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[1:3]}
+    assert rows == {"up": ["3.00", "-"], "down": ["-", "-"]}  # the scenes' classes only
+    assert "spread in time" in text and "0.40" in text and "0.80" in text and "cough" not in text
+    assert table({"a": folder}).splitlines()[0].split()[0] == "attention" and "overall" not in table({"a": folder})
+    figure({"a": folder, "b": synthetic}, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
 @pytest.mark.slow
 def test_attention_command(checkpoint, tmp_path):
     proc = asc("attention", "--checkpoint", str(checkpoint), "--out", str(tmp_path), cwd=tmp_path)

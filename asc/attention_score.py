@@ -1,10 +1,12 @@
 """Where does attention look?  Scored on a checkpoint's test clips.
 
-On any data set, the *spread* of a clip's attention: exp(entropy) of its weights divided by
-their number, for the temporal vector (over the clip's frames) and the spatial vector (over
-the D features).  1.0 is uniform (the model pools like a plain mean); 1/n is all weight on
-one frame or feature.  A spread in time near 1 says attention pooling has nothing to select
-on these clips, whatever its accuracy.
+On any data set, the *spread* of attention: exp(entropy) of the weights divided by their
+number, for the temporal vector (over a segment's frames) and the spatial vector (over the
+D features), averaged over each clip's segments and then over clips.  1.0 is uniform (the
+model pools like a plain mean); 1/n is all weight on one frame or feature.  A spread in
+time near 1 says attention pooling has nothing to select on these clips, whatever its
+accuracy.  Mean pooling gives 1.0 for both; for max pooling the time spread is that of the
+frames holding the features' maxima, and its feature spread is 1.0.
 
 On the synthetic scenes, which know where their events are, also the event score of a clip:
 attention mass inside the class-event intervals divided by the fraction of the clip's frames
@@ -18,7 +20,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from asc.errors import AscError
 
@@ -45,13 +46,6 @@ def attention_in_events(temporal: np.ndarray, hop_seconds: float, intervals) -> 
     return float(a[inside].sum() / coverage)
 
 
-def spread(weights: np.ndarray) -> float:
-    """exp(entropy) / n of n non-negative weights: 1.0 when uniform, 1/n when one holds all."""
-    from asc.models.pooling import weight_spread
-
-    return float(weight_spread(torch.as_tensor(np.asarray(weights, dtype=np.float64).ravel())[None])[0])
-
-
 SPREADS = (("spread in time", "time_spread"), ("spread in features", "feature_spread"))  # (row name, key)
 
 
@@ -67,8 +61,8 @@ def score_model(model, clips, indices) -> dict:
         if "temporal" not in analysis:
             raise AscError(f"the {model.cfg.model.name} model has no attention to score")
         correct += int(analysis["probs"].argmax() == clips.labels[i])
-        time_spreads.append(spread(analysis["temporal"]))
-        feature_spreads.append(spread(analysis["spatial"]))
+        time_spreads.append(analysis["spread_time"])
+        feature_spreads.append(analysis["spread_features"])
         if clips.events:
             intervals = [(e["onset"], e["offset"]) for e in clips.events[i] if e["kind"] == "class"]
             score = attention_in_events(analysis["temporal"], hop_s, intervals)

@@ -27,6 +27,7 @@ from asc.data.batches import segment_samples, segment_starts
 from asc.errors import AscError
 from asc.features import frame_params, n_frames
 from asc.models import build_model
+from asc.models.pooling import weight_spread
 from asc.pipeline import FeaturePipeline
 from asc.segments import aggregate_segments, stitch_attention
 from asc.segments import stitch_segments as stitch_segments  # re-exported: part of this module's interface
@@ -113,8 +114,9 @@ class Predictor(nn.Module):
         sees each segment's), and where the model has attention
         ``temporal`` (T,) and ``mask`` (T, D) stitched over the clip (overlapping segments
         averaged with a taper, :func:`~asc.segments.stitch_segments`), ``spatial`` (D,)
-        averaged over segments, and ``uniform``, the level of uniform temporal attention
-        (1 / frames of one segment).
+        averaged over segments, ``uniform``, the level of uniform temporal attention
+        (1 / frames of one segment), and ``spread_time`` / ``spread_features``, the mean over
+        segments of each segment's attention spread (1 = uniform; ``asc attention``).
         """
         was_training = self.training
         self.eval()
@@ -142,7 +144,8 @@ class Predictor(nn.Module):
         spectrogram frames, ``spatial`` (one tensor per batch)."""
         size = len(wave) if self.segment is None else min(len(wave), self.segment)
         frame_hop = self.frontend.hop
-        logits_all, attention = [], {"temporal": [], "mask": [], "spatial": []}
+        logits_all = []
+        attention = {k: [] for k in ("temporal", "mask", "spatial", "spread_time", "spread_features")}
         for b in range(0, len(starts), batch):
             chunk = starts[b:b + batch]
             segs = torch.stack([wave[s:s + size] for s in chunk]).to(self.device)
@@ -159,6 +162,9 @@ class Predictor(nn.Module):
                 attention["temporal"].append((first, a[k].repeat_interleave(reduction) / reduction))
                 attention["mask"].append((first, m[k].repeat_interleave(reduction, 0) / reduction))
             attention["spatial"].append(attn["spatial"].float().cpu())
+            # each segment's own spread (segments are unpadded), before stitching blurs it
+            attention["spread_time"].append(weight_spread(a))
+            attention["spread_features"].append(weight_spread(attn["spatial"]))
         return torch.cat(logits_all), attention
 
 

@@ -30,6 +30,7 @@ from asc.compilation import Compiled
 from asc.inference import build_network
 from asc.models.crnn import pool_mask
 from asc.models.pooling import weight_spread
+from asc.registry import MODELS
 from asc.segments import aggregate_segments
 
 
@@ -100,8 +101,10 @@ class SceneClassifier(L.LightningModule):
             }, prefix=f"{stage}/"))
         self.test_confusion = MulticlassConfusionMatrix(n)
         self.val_loss_mean = MeanMetric()
-        # how far attention is from a plain mean, per validation window (asc.models.pooling.weight_spread)
+        # how far attention is from a plain mean, per validation window (asc.models.pooling.weight_spread);
+        # a property of the model, not of a rank's batches, so that every DDP rank reduces it
         self.val_spread = torch.nn.ModuleDict({"time": MeanMetric(), "features": MeanMetric()})
+        self.logs_spread = bool(MODELS.meta(self.cfg.model.name).get("pooled"))
         self.test_rows: list[tuple[int, int, np.ndarray]] = []  # (clip id, true label, probabilities)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -179,7 +182,7 @@ class SceneClassifier(L.LightningModule):
             part = None if valid is None else valid[i:i + chunk]
             out, attn = self.eval_model(spec[i:i + chunk], part)
             logits.append(out)
-            if track_spread and "temporal" in attn:
+            if track_spread and self.logs_spread:
                 self._update_spread(attn, part)
         return logits[0] if len(logits) == 1 else torch.cat(logits)
 
@@ -200,10 +203,9 @@ class SceneClassifier(L.LightningModule):
         loss = self.val_loss_mean.compute()
         self.val_loss_mean.reset()
         self.log("val/select", acc - 1e-6 * loss)
-        for name, spread in self.val_spread.items():
-            if spread.update_count:  # models with attention (not the CNN)
-                self.log(f"val/attention_spread_{name}", spread.compute())
-                spread.reset()
+        for name, spread in self.val_spread.items() if self.logs_spread else ():
+            self.log(f"val/attention_spread_{name}", spread.compute())
+            spread.reset()
 
     def test_step(self, batch, batch_idx):
         probs, _ = self._eval_step(batch, "test")

@@ -62,9 +62,12 @@ def stitch_segments(pieces, n_frames: int):
 def stitch_attention(attention: dict, n_clip_frames: int) -> dict:
     """A clip's attention from its segments' (:meth:`Predictor._segments`): ``temporal``
     and ``mask`` stitched over the clip's frames, ``spatial`` averaged over segments, and
-    ``uniform``, the a_t of uniform attention per frame of one segment."""
+    ``uniform``, the a_t of uniform attention per frame of one segment, and ``spread_time``,
+    ``spread_features``, the segments' mean spread (:func:`asc.models.pooling.weight_spread`,
+    of each segment's own weights: stitching and averaging would blur it)."""
     temporal = attention["temporal"]
     return {"temporal": stitch_segments(temporal, n_clip_frames).numpy(),
             "mask": stitch_segments(attention["mask"], n_clip_frames).numpy(),
             "spatial": torch.cat(attention["spatial"]).mean(0).numpy(),
-            "uniform": 1.0 / len(temporal[0][1])}
+            "uniform": 1.0 / len(temporal[0][1]),
+            **{k: float(torch.cat(attention[k]).mean()) for k in ("spread_time", "spread_features")}}

@@ -87,10 +87,10 @@ def weight_spread(weights: torch.Tensor, valid: torch.Tensor | None = None) -> t
     """Spread (B,) of attention weights (B, N) over their valid positions (B, N) bool:
     exp(entropy) / count, 1.0 for uniform weights (as mean pooling), 1/count for all
     weight on one frame or feature.  ``asc attention`` and ``val/attention_spread_*``."""
-    w = weights.float() if valid is None else weights.float() * valid
+    w = weights.double() if valid is None else weights.double() * valid  # float32 rounding gave 1.000002
     w = w / w.sum(-1, keepdim=True)
     count = w.shape[-1] if valid is None else valid.sum(-1).clamp_min(1)
-    return torch.exp(-torch.xlogy(w, w).sum(-1)) / count
+    return (torch.exp(-torch.xlogy(w, w).sum(-1)) / count).clamp(max=1.0).float()
 
 
 def _outer(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

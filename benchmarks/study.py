@@ -11,7 +11,8 @@ CPU or sharing one GPU.  Jobs whose results.json is complete are skipped on a re
 never scored, so the default recipe it chooses is frozen before its test numbers exist.
 ``tune-d2`` (augmentation stages), ``tune-d-epochs`` (80 vs 160) and ``tune-d-long`` (320
 epochs, or a weight average) re-select it the same way on a validation share of 30 % (10 %
-saturates on D), for the flagship and its strongest baseline alike.
+saturates on D), for the flagship and its strongest baseline alike; ``tune-d-aux`` re-examines
+the auxiliary max-pooling loss that way, under the last-checkpoint rule.
 ``d`` and ``demo`` score the frozen recipe and its baselines over 3 seeds; ``hard`` scores
 every variant on fold 1 and the README reports the one chosen by validation accuracy.
 Writes ``<out>/summary.md`` and ``summary.json`` (mean validation and test accuracy per

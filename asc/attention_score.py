@@ -97,35 +97,27 @@ def analyse_checkpoints(checkpoints: list[str], out_dir: Path, device: str = "au
 
 def test_clips(model, checkpoint="the checkpoint"):
     """The data set a checkpoint was trained on (its config's ``data``) and its fold's test
-    clips (all clips when the fold is unknown)."""
-    if model.cfg.data.name == "synthetic":
-        return synthetic_test_clips(model, checkpoint)
+    clips (all clips when the fold is unknown); refuses data whose classes are not the
+    checkpoint's."""
     from asc.data import load_clipset
 
-    clips = load_clipset(model.cfg.data)
+    data = model.cfg.data
+    clips = load_clipset(data)
     if list(clips.class_names) != list(model.class_names):
-        raise AscError(f"{checkpoint} knows classes {model.class_names}, the data set of its config "
-                       f"({model.cfg.data.name} at {model.cfg.data.root}) has {clips.class_names}: "
-                       "the data set changed since it was trained")
+        where = f" at {data.root}" if data.get("root") else ""
+        raise AscError(f"{checkpoint} knows classes {model.class_names}, the {data.name} data of its config{where} "
+                       f"has {clips.class_names}: it was not trained on them")
     fold = model.fold
     return clips, (clips.folds[fold][1] if fold in clips.folds else np.arange(len(clips)))
 
 
 def synthetic_test_clips(model, checkpoint="the checkpoint"):
-    """The synthetic scenes a checkpoint was trained on and its fold's test clips (all
-    clips when the fold is unknown); refuses a checkpoint trained on other data, whose
-    classes would not match the scenes'."""
-    from asc.data import load_synthetic
-
+    """:func:`test_clips` of a checkpoint trained on the synthetic scenes, whose events are
+    known; refuses a checkpoint trained on other data."""
     if model.cfg.data.name != "synthetic":
         raise AscError(f"{checkpoint} was trained on {model.cfg.data.name}; attention scores and maps against "
                        "known events need a checkpoint trained on the synthetic scenes (data.name=synthetic)")
-    clips = load_synthetic(model.cfg.data)
-    if list(clips.class_names) != list(model.class_names):
-        raise AscError(f"{checkpoint} knows classes {model.class_names}, the synthetic scenes of its config have "
-                       f"{clips.class_names}: it was not trained on them")
-    fold = model.fold
-    return clips, (clips.folds[fold][1] if fold in clips.folds else np.arange(len(clips)))
+    return test_clips(model, checkpoint)
 
 
 def checkpoint_labels(checkpoints: list[str]) -> list[str]:
@@ -211,7 +203,6 @@ def table(results: dict) -> str:
         notes.insert(0, "score = attention mass inside class events / fraction of time they cover (1.0 = chance)")
     header = ["class" if events else "attention", *labels]
     return "\n".join([format_table(header, rows, widths=widths, rule=False), *notes])
-
 
 
 def figure(results: dict, path: Path) -> None:

@@ -161,10 +161,11 @@ class Predictor(nn.Module):
                 # each attention frame covers `reduction` spectrogram frames; a_t is spread evenly
                 attention["temporal"].append((first, a[k].repeat_interleave(reduction) / reduction))
                 attention["mask"].append((first, m[k].repeat_interleave(reduction, 0) / reduction))
-            attention["spatial"].append(attn["spatial"].float().cpu())
+            spatial = attn["spatial"].float().cpu()
+            attention["spatial"].append(spatial)
             # each segment's own spread (segments are unpadded), before stitching blurs it
             attention["spread_time"].append(weight_spread(a))
-            attention["spread_features"].append(weight_spread(attn["spatial"]))
+            attention["spread_features"].append(weight_spread(spatial))
         return torch.cat(logits_all), attention
 
 

@@ -9,14 +9,16 @@ and the feature step (front-end and standardisation) in ``reduce-overhead`` 5 90
 ships compiles the network and the front-end; in LITIS-shaped folds on one H200 its
 training epoch took 0.63 s against 1.06 s eager.
 
-Only training steps are compiled: with ``data.segment_seconds`` set their shapes are fixed
-(``data.batch_size`` crops of that length), while evaluation batches hold a varying number
-of windows, each new shape a new compilation (and, with CUDA graphs, a new graph in
-memory).  With whole clips (``data.segment_seconds: null``) every new batch width compiles
-again, and a batch with padding takes another graph than one without: compiling pays for
-fixed-size batches.  Validation, test, checkpoints and inference use the plain modules, so
-a checkpoint is the same with or without compilation; compiled kernels sum in another
-order, so results differ slightly, as with another thread count.  CUDA graphs keep the
+Training steps are compiled: with ``data.segment_seconds`` set their shapes are fixed
+(``data.batch_size`` crops of that length).  Evaluation batches hold a varying number of
+windows, each new shape a new compilation (and, with CUDA graphs, a new graph in memory),
+so validation and test stay plain unless ``model.compile_eval`` is set: then each forward
+pass of evaluation windows is padded to a fixed count of rows (:func:`fixed_rows_call`), one
+compiled graph for all of them.  With whole clips (``data.segment_seconds: null``) every new
+batch width compiles again, and a batch with padding takes another graph than one without:
+compiling pays for fixed-size batches.  Checkpoints and inference (``asc predict``) use the
+plain modules, so a checkpoint is the same with or without compilation; compiled kernels
+sum in another order, so results differ slightly, as with another thread count.  CUDA graphs keep the
 gradients in their own memory, so they cannot accumulate gradients over several batches
 (the config check refuses ``trainer.accumulate_grad_batches`` > 1 with them).
 """
@@ -24,6 +26,7 @@ gradients in their own memory, so they cannot accumulate gradients over several 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -67,3 +70,19 @@ def begin_step(mode: str | None) -> None:
     may now be overwritten (nothing keeps them: the loss and metrics are computed outside)."""
     if mode in CUDA_GRAPH_MODES:
         torch.compiler.cudagraph_mark_step_begin()
+
+
+def fixed_rows_call(fn, spec: torch.Tensor, valid: torch.Tensor | None, rows: int):
+    """``fn(spec, valid)`` -> ``(logits, attn)`` on exactly ``rows`` rows, for compiled
+    evaluation: ``spec`` (n, F, T) is padded with zero rows and ``valid`` (n, T) with
+    all-valid rows up to ``rows`` (n <= rows), so that every call has one shape (one
+    compilation, one CUDA graph).  The outputs come back cut to the n real rows and cloned:
+    a CUDA graph overwrites its outputs at its next replay.  Rows are independent in eval
+    mode, so the padding changes no real row's output."""
+    n = len(spec)
+    if n < rows:
+        spec = F.pad(spec, (0, 0, 0, 0, 0, rows - n))
+        if valid is not None:
+            valid = torch.cat([valid, valid.new_ones(rows - n, valid.shape[1])])
+    logits, attn = fn(spec, valid)
+    return logits[:n].clone(), {k: v[:n].clone() for k, v in attn.items()}

@@ -108,8 +108,12 @@ class ModelConfig:
     # torch.compile of the training step's network and front-end, in this mode: null (off) |
     # default | reduce-overhead (CUDA graphs: the fastest on a GPU, where launching ~350
     # kernels per step sets the pace) | max-autotune | max-autotune-no-cudagraphs.
-    # Evaluation, checkpoints and inference use the plain network (asc/compilation.py).
+    # Checkpoints and inference use the plain network (asc/compilation.py).
     compile: Optional[str] = None
+    # Validation and test windows through the compiled network too (model.compile's mode),
+    # in forward passes padded to 4 x data.batch_size windows: one graph for all of them.
+    # Needs model.compile and fixed-length windows (data.segment_seconds set).
+    compile_eval: bool = False
 
 
 @dataclass

@@ -226,6 +226,14 @@ def _check_training(cfg: DictConfig) -> None:
         raise AscError(f"model.compile={cfg.model.compile} replays CUDA graphs, which cannot accumulate gradients "
                        f"(trainer.accumulate_grad_batches={cfg.trainer.accumulate_grad_batches}); use "
                        "model.compile=default or max-autotune-no-cudagraphs, or accumulate_grad_batches=1")
+    if cfg.model.get("compile_eval"):
+        if not cfg.model.compile:
+            raise AscError("model.compile_eval=true compiles evaluation in model.compile's mode, which is null; "
+                           "set model.compile too (e.g. model.compile=reduce-overhead on a GPU)")
+        if cfg.data.segment_seconds is None:
+            raise AscError("model.compile_eval=true needs evaluation windows of one length, but "
+                           "data.segment_seconds is null (whole clips: every clip length would compile again); "
+                           "set data.segment_seconds or model.compile_eval=false")
     folds = cfg.cv.folds
     if folds is not None and (not isinstance(folds, (list, ListConfig)) or len(folds) == 0):
         raise AscError(f"cv.folds={folds!r} must be a non-empty list like [1,2] or null for all folds")

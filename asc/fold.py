@@ -72,7 +72,8 @@ def checkpoint_epoch(path: Path) -> int | None:
 
 def training_extras(cfg: DictConfig, fold: int, trainer_kwargs: dict) -> tuple[list, dict]:
     """Callbacks and Trainer arguments from the config beyond the basics: early stopping on
-    a validation metric (``early_stopping.*``) and the progress display (``logger.progress``)."""
+    a validation metric (``early_stopping.*``), the progress display (``logger.progress``)
+    and evaluation under no_grad for ``model.compile_eval``."""
     from asc.callbacks import EpochLines, progress_mode
 
     callbacks = []
@@ -88,6 +89,10 @@ def training_extras(cfg: DictConfig, fold: int, trainer_kwargs: dict) -> tuple[l
         trainer_kwargs = {**trainer_kwargs, "enable_progress_bar": False}
     if progress == "epoch":
         callbacks.append(EpochLines(fold))
+    if cfg.model.get("compile_eval"):
+        # no_grad, not inference mode: graphs compiled under inference mode can break the
+        # same network's compiled training graphs (pytorch/pytorch#135892)
+        trainer_kwargs = {**trainer_kwargs, "inference_mode": False}
     return callbacks, trainer_kwargs
 
 

@@ -26,7 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from asc.augment import soft_target_kl
 from asc.checkpoints import migrate as migrate_checkpoint
 from asc.checkpoints import stamp as stamp_checkpoint
-from asc.compilation import Compiled
+from asc.compilation import Compiled, begin_step, fixed_rows_call
 from asc.inference import build_network
 from asc.models.crnn import pool_mask
 from asc.models.pooling import weight_spread
@@ -88,7 +88,9 @@ class SceneClassifier(L.LightningModule):
         self.class_names = list(class_names)
         self.sample_rate = int(self.cfg.data.sample_rate)
         self.model = build_network(self.cfg, len(class_names))
-        self.compiled = Compiled(self.cfg.model.get("compile"))  # training steps only (asc.compilation)
+        self.compiled = Compiled(self.cfg.model.get("compile"))  # training steps (asc.compilation)
+        # evaluation windows, in fixed-size forward passes (model.compile_eval)
+        self.compiled_eval = Compiled(self.cfg.model.get("compile") if self.cfg.model.get("compile_eval") else None)
         # the weight average is what validation, test, checkpoint selection and inference see
         ema_epochs = self.cfg.optim.get("ema_epochs")
         self.ema = WeightAverage(self.model, ema_epochs) if ema_epochs else None
@@ -180,11 +182,19 @@ class SceneClassifier(L.LightningModule):
         logits = []
         for i in range(0, len(spec), chunk):
             part = None if valid is None else valid[i:i + chunk]
-            out, attn = self.eval_model(spec[i:i + chunk], part)
+            out, attn = self._eval_forward(spec[i:i + chunk], part, chunk)
             logits.append(out)
             if track_spread and self.logs_spread:
                 self._update_spread(attn, part)
         return logits[0] if len(logits) == 1 else torch.cat(logits)
+
+    def _eval_forward(self, spec: torch.Tensor, valid: torch.Tensor | None, rows: int):
+        """The evaluated network on one forward pass of windows; under ``model.compile_eval``
+        its compiled wrapper, on ``rows`` rows (asc.compilation.fixed_rows_call)."""
+        if not self.compiled_eval.mode:
+            return self.eval_model(spec, valid)
+        begin_step(self.compiled_eval.mode)
+        return fixed_rows_call(self.compiled_eval(self.eval_model), spec, valid, rows)
 
     def _update_spread(self, attn: dict, valid: torch.Tensor | None) -> None:
         frames = pool_mask(valid, self.cfg.model.time_pool)  # the recurrent output's frames

@@ -32,6 +32,9 @@ def test_defaults_and_overrides(tmp_path):
     (["cv.checkpoint=first"], "cv.checkpoint='first' is not allowed; choose one of: auto, last, best"),
     (["model.compile=fast"], "model.compile='fast' is not allowed; choose one of: null, default, reduce-overhead"),
     (["model.compile=reduce-overhead", "trainer.accumulate_grad_batches=2"], "cannot accumulate gradients"),
+    (["model.compile_eval=true"], "set model.compile too"),
+    (["model.compile=default", "model.compile_eval=true", "data.segment_seconds=null"],
+     "needs evaluation windows of one length"),
 ])
 def test_bad_config_is_one_clear_error(overrides, match):
     with pytest.raises(AscError, match=match) as err:

@@ -13,6 +13,7 @@ from asc.data import load_clipset
 from asc.data.datamodule import SceneDataModule
 from asc.features import LogSpectrogram
 from asc.inference import load
+from asc.models.pooling import weight_spread
 from asc.module import SceneClassifier, WeightAverage
 from asc.pipeline import FeaturePipeline
 from helpers.cli import TINY_MODEL as TINY
@@ -152,6 +153,49 @@ def test_compiled_training_steps_leave_checkpoints_and_evaluation_plain(tmp_path
     assert pickle.loads(pickle.dumps(module.compiled))._wrapper is None
     predictor = load(path, device="cpu")
     assert all(torch.equal(v, module.model.state_dict()[k]) for k, v in predictor.model.state_dict().items())
+
+
+def test_fixed_rows_call_pads_to_one_shape_and_cuts_back():
+    """Every call sees ``rows`` rows (zero spectrogram rows, all-valid mask rows); the outputs
+    are the real rows only, as copies."""
+    from asc.compilation import fixed_rows_call
+
+    seen = []
+
+    def fn(spec, valid):
+        seen.append((tuple(spec.shape), None if valid is None else tuple(valid.shape)))
+        return spec.sum((1, 2))[:, None], {"temporal": spec.mean(1), "valid": valid.float()}
+
+    spec, valid = torch.randn(3, 4, 6), torch.ones(3, 6, dtype=torch.bool)
+    valid[1, 4:] = False
+    logits, attn = fixed_rows_call(fn, spec, valid, rows=8)
+    assert seen == [((8, 4, 6), (8, 6))]
+    assert torch.equal(logits[:, 0], spec.sum((1, 2))) and torch.equal(attn["temporal"], spec.mean(1))
+    assert torch.equal(attn["valid"], valid.float())
+    full = torch.randn(8, 4, 6)
+    out, _ = fixed_rows_call(lambda s, v: (s[:, 0, :1], {}), full, None, rows=8)
+    assert torch.equal(out, full[:, 0, :1]) and out.data_ptr() != full.data_ptr()  # a copy, not a view
+
+
+def test_compiled_evaluation_gives_the_plain_networks_outputs():
+    """model.compile_eval: evaluation windows go through the compiled network (padded
+    passes), with the plain network's logits and attention spread; the fold's Trainer then
+    evaluates under no_grad instead of inference mode."""
+    from asc.fold import training_extras
+
+    cfg = load_config(overrides=TINY + ["model.compile=default", "model.compile_eval=true"])
+    clips = load_clipset(cfg.data)
+    module = SceneClassifier(to_dict(cfg), clips.class_names, 1).eval()
+    torch.manual_seed(0)
+    spec = torch.randn(5, int(cfg.features.n_bins), 40)
+    with torch.no_grad():
+        got = module._eval_logits(spec, None, track_spread=True)
+        want, attn = module.model(spec)
+    assert module.compiled_eval._wrapper._orig_mod is module.model
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(module.val_spread["time"].compute(), weight_spread(attn["temporal"]).mean(), atol=1e-5)
+    assert training_extras(cfg, 1, {})[1]["inference_mode"] is False
+    assert "inference_mode" not in training_extras(load_config(overrides=TINY), 1, {})[1]
 
 
 def test_a_resumed_optimizer_takes_this_runs_fusion(tmp_path):

@@ -14,13 +14,18 @@ Training steps are compiled: with ``data.segment_seconds`` set their shapes are 
 windows, each new shape a new compilation (and, with CUDA graphs, a new graph in memory),
 so validation and test stay plain unless ``model.compile_eval`` is set: then each forward
 pass of evaluation windows is padded to a fixed count of rows (:func:`fixed_rows_call`), one
-compiled graph for all of them.  With whole clips (``data.segment_seconds: null``) every new
-batch width compiles again, and a batch with padding takes another graph than one without:
-compiling pays for fixed-size batches.  Checkpoints and inference (``asc predict``) use the
-plain modules, so a checkpoint is the same with or without compilation; compiled kernels
-sum in another order, so results differ slightly, as with another thread count.  CUDA graphs keep the
-gradients in their own memory, so they cannot accumulate gradients over several batches
-(the config check refuses ``trainer.accumulate_grad_batches`` > 1 with them).
+compiled shape for all of them.  Graphs are compiled for static shapes (``dynamic=False``):
+otherwise the second batch size seen (evaluation's, from the sanity check, or training's)
+would turn the batch dimension symbolic in every graph of the network, training's too.
+Dynamo does not trace the GRU: a CRNN compiles as the conv stack and the pooling around an
+eager GRU (and a frame mask adds a few graph breaks), in training as in evaluation.  With
+whole clips (``data.segment_seconds: null``) every new batch width compiles again, and a
+batch with padding takes another graph than one without: compiling pays for fixed-size
+batches.  Checkpoints and inference (``asc predict``) use the plain modules, so a
+checkpoint is the same with or without compilation; compiled kernels sum in another order,
+so results differ slightly, as with another thread count.  CUDA graphs keep the gradients
+in their own memory, so they cannot accumulate gradients over several batches (the config
+check refuses ``trainer.accumulate_grad_batches`` > 1 with them).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ class Compiled:
         if not self.mode:
             return module
         if self._wrapper is None or self._wrapper._orig_mod is not module:
-            self._wrapper = torch.compile(module, mode=self.mode)
+            self._wrapper = torch.compile(module, mode=self.mode, dynamic=False)
         return self._wrapper
 
     def __deepcopy__(self, memo) -> "Compiled":
@@ -72,17 +77,20 @@ def begin_step(mode: str | None) -> None:
         torch.compiler.cudagraph_mark_step_begin()
 
 
-def fixed_rows_call(fn, spec: torch.Tensor, valid: torch.Tensor | None, rows: int):
+def fixed_rows_call(fn, spec: torch.Tensor, valid: torch.Tensor | None, rows: int, keep: tuple[str, ...] = ()):
     """``fn(spec, valid)`` -> ``(logits, attn)`` on exactly ``rows`` rows, for compiled
     evaluation: ``spec`` (n, F, T) is padded with zero rows and ``valid`` (n, T) with
     all-valid rows up to ``rows`` (n <= rows), so that every call has one shape (one
-    compilation, one CUDA graph).  The outputs come back cut to the n real rows and cloned:
-    a CUDA graph overwrites its outputs at its next replay.  Rows are independent in eval
-    mode, so the padding changes no real row's output."""
+    compilation; with CUDA graphs, one graph).  The logits and the ``keep`` entries of
+    ``attn`` come back cut to the n real rows and cloned: a CUDA graph overwrites its
+    outputs at its next replay.  Rows are independent in eval mode (BatchNorm's running
+    statistics, no dropout, per-row pooling), so the padding changes no real row's output."""
     n = len(spec)
+    if n > rows:
+        raise ValueError(f"{n} windows in one pass of {rows} rows")
     if n < rows:
         spec = F.pad(spec, (0, 0, 0, 0, 0, rows - n))
         if valid is not None:
             valid = torch.cat([valid, valid.new_ones(rows - n, valid.shape[1])])
     logits, attn = fn(spec, valid)
-    return logits[:n].clone(), {k: v[:n].clone() for k, v in attn.items()}
+    return logits[:n].clone(), {k: attn[k][:n].clone() for k in keep}

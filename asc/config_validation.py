@@ -230,6 +230,9 @@ def _check_training(cfg: DictConfig) -> None:
         if not cfg.model.compile:
             raise AscError("model.compile_eval=true compiles evaluation in model.compile's mode, which is null; "
                            "set model.compile too (e.g. model.compile=reduce-overhead on a GPU)")
+        if cfg.trainer.get("inference_mode") is True:
+            raise AscError("model.compile_eval=true evaluates under no_grad: graphs compiled in inference mode can "
+                           "break the compiled training graphs; drop trainer.inference_mode=true")
         if cfg.data.segment_seconds is None:
             raise AscError("model.compile_eval=true needs evaluation windows of one length, but "
                            "data.segment_seconds is null (whole clips: every clip length would compile again); "

@@ -182,19 +182,21 @@ class SceneClassifier(L.LightningModule):
         logits = []
         for i in range(0, len(spec), chunk):
             part = None if valid is None else valid[i:i + chunk]
-            out, attn = self._eval_forward(spec[i:i + chunk], part, chunk)
+            spread = track_spread and self.logs_spread
+            out, attn = self._eval_forward(spec[i:i + chunk], part, chunk, ("temporal", "spatial") if spread else ())
             logits.append(out)
-            if track_spread and self.logs_spread:
+            if spread:
                 self._update_spread(attn, part)
         return logits[0] if len(logits) == 1 else torch.cat(logits)
 
-    def _eval_forward(self, spec: torch.Tensor, valid: torch.Tensor | None, rows: int):
-        """The evaluated network on one forward pass of windows; under ``model.compile_eval``
-        its compiled wrapper, on ``rows`` rows (asc.compilation.fixed_rows_call)."""
+    def _eval_forward(self, spec: torch.Tensor, valid: torch.Tensor | None, rows: int, keep: tuple[str, ...]):
+        """The evaluated network on one forward pass of windows: (logits, attention entries,
+        ``keep`` at least); under ``model.compile_eval`` its compiled wrapper on ``rows`` rows
+        (asc.compilation.fixed_rows_call)."""
         if not self.compiled_eval.mode:
             return self.eval_model(spec, valid)
         begin_step(self.compiled_eval.mode)
-        return fixed_rows_call(self.compiled_eval(self.eval_model), spec, valid, rows)
+        return fixed_rows_call(self.compiled_eval(self.eval_model), spec, valid, rows, keep)
 
     def _update_spread(self, attn: dict, valid: torch.Tensor | None) -> None:
         frames = pool_mask(valid, self.cfg.model.time_pool)  # the recurrent output's frames

@@ -35,6 +35,8 @@ def test_defaults_and_overrides(tmp_path):
     (["model.compile_eval=true"], "set model.compile too"),
     (["model.compile=default", "model.compile_eval=true", "data.segment_seconds=null"],
      "needs evaluation windows of one length"),
+    (["model.compile=default", "model.compile_eval=true", "trainer.inference_mode=true"],
+     "drop trainer.inference_mode=true"),
 ])
 def test_bad_config_is_one_clear_error(overrides, match):
     with pytest.raises(AscError, match=match) as err:

@@ -157,7 +157,7 @@ def test_compiled_training_steps_leave_checkpoints_and_evaluation_plain(tmp_path
 
 def test_fixed_rows_call_pads_to_one_shape_and_cuts_back():
     """Every call sees ``rows`` rows (zero spectrogram rows, all-valid mask rows); the outputs
-    are the real rows only, as copies."""
+    are the real rows of the logits and of the attention entries asked for, as copies."""
     from asc.compilation import fixed_rows_call
 
     seen = []
@@ -168,32 +168,53 @@ def test_fixed_rows_call_pads_to_one_shape_and_cuts_back():
 
     spec, valid = torch.randn(3, 4, 6), torch.ones(3, 6, dtype=torch.bool)
     valid[1, 4:] = False
-    logits, attn = fixed_rows_call(fn, spec, valid, rows=8)
+    logits, attn = fixed_rows_call(fn, spec, valid, rows=8, keep=("temporal", "valid"))
     assert seen == [((8, 4, 6), (8, 6))]
     assert torch.equal(logits[:, 0], spec.sum((1, 2))) and torch.equal(attn["temporal"], spec.mean(1))
     assert torch.equal(attn["valid"], valid.float())
+    assert set(fixed_rows_call(fn, spec, valid, rows=8)[1]) == set()  # only the entries asked for
+    with pytest.raises(ValueError, match="9 windows in one pass of 8 rows"):
+        fixed_rows_call(fn, torch.randn(9, 4, 6), None, rows=8)
     full = torch.randn(8, 4, 6)
     out, _ = fixed_rows_call(lambda s, v: (s[:, 0, :1], {}), full, None, rows=8)
     assert torch.equal(out, full[:, 0, :1]) and out.data_ptr() != full.data_ptr()  # a copy, not a view
 
 
-def test_compiled_evaluation_gives_the_plain_networks_outputs():
-    """model.compile_eval: evaluation windows go through the compiled network (padded
-    passes), with the plain network's logits and attention spread; the fold's Trainer then
-    evaluates under no_grad instead of inference mode."""
-    from asc.fold import training_extras
+def test_compiled_evaluation_gives_the_plain_networks_outputs(monkeypatch):
+    """model.compile_eval: evaluation windows go through the compiled network of what is
+    evaluated (here the weight average), in passes of one shape whatever their count, with
+    the plain network's logits and attention spread, frame masks included; the fold's
+    Trainer then evaluates under no_grad instead of inference mode.  Compiled with a
+    counting backend (no inductor): what is checked is which graphs get compiled."""
+    from torch._dynamo.testing import CompileCounter
 
-    cfg = load_config(overrides=TINY + ["model.compile=default", "model.compile_eval=true"])
-    clips = load_clipset(cfg.data)
-    module = SceneClassifier(to_dict(cfg), clips.class_names, 1).eval()
+    from asc.fold import training_extras
+    from asc.models.crnn import pool_mask
+
+    counter, compile_ = CompileCounter(), torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, mode, dynamic: compile_(m, backend=counter, dynamic=dynamic))
+    torch._dynamo.reset()  # no cache entries from other tests on the network's code
+    cfg = load_config(overrides=TINY + ["model.compile=default", "model.compile_eval=true", "optim.ema_epochs=1"])
+    module = SceneClassifier(to_dict(cfg), load_clipset(cfg.data).class_names, 1).eval()
     torch.manual_seed(0)
-    spec = torch.randn(5, int(cfg.features.n_bins), 40)
-    with torch.no_grad():
-        got = module._eval_logits(spec, None, track_spread=True)
-        want, attn = module.model(spec)
-    assert module.compiled_eval._wrapper._orig_mod is module.model
-    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
-    assert torch.allclose(module.val_spread["time"].compute(), weight_spread(attn["temporal"]).mean(), atol=1e-5)
+    frames, spreads = [], []
+    for n, masked in [(5, False), (30, False), (17, False), (5, True), (30, True)]:  # one pass is 24 windows
+        spec = torch.randn(n, int(cfg.features.n_bins), 40)
+        valid = None
+        if masked:  # a padded row in each pass of 24 (rows 1 and n - 1)
+            valid = torch.ones(n, 40, dtype=torch.bool)
+            valid[[1, n - 1], 25:] = False
+        with torch.no_grad():
+            got = module._eval_logits(spec, valid, track_spread=True)
+            want, attn = module.eval_model(spec, valid)
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6)
+        spreads.append(weight_spread(attn["temporal"], pool_mask(valid, cfg.model.time_pool)))
+        frames.append(counter.frame_count)
+    torch._dynamo.reset()
+    assert module.compiled_eval._wrapper._orig_mod is module.eval_model is not module.model
+    assert frames[0] == frames[1] == frames[2] > 0  # 5, 30 (24 + 6) and 17 windows: compiled once
+    assert frames[4] == frames[3] > frames[2]  # with a frame mask: other graphs, compiled once
+    assert torch.allclose(module.val_spread["time"].compute(), torch.cat(spreads).mean(), atol=1e-5)
     assert training_extras(cfg, 1, {})[1]["inference_mode"] is False
     assert "inference_mode" not in training_extras(load_config(overrides=TINY), 1, {})[1]
 

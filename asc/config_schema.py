@@ -111,7 +111,7 @@ class ModelConfig:
     # Checkpoints and inference use the plain network (asc/compilation.py).
     compile: Optional[str] = None
     # Validation and test windows through the compiled network too (model.compile's mode),
-    # in forward passes padded to 4 x data.batch_size windows: one graph for all of them.
+    # in forward passes padded to 4 x data.batch_size windows: one compiled shape for all.
     # Needs model.compile and fixed-length windows (data.segment_seconds set).
     compile_eval: bool = False
 

@@ -180,10 +180,11 @@ class SceneClassifier(L.LightningModule):
         layer treats windows independently in eval mode)."""
         chunk = 4 * int(self.cfg.data.batch_size)
         logits = []
+        spread = track_spread and self.logs_spread
+        keep = ("temporal", "spatial") if spread else ()  # the attention entries the spread reads
         for i in range(0, len(spec), chunk):
             part = None if valid is None else valid[i:i + chunk]
-            spread = track_spread and self.logs_spread
-            out, attn = self._eval_forward(spec[i:i + chunk], part, chunk, ("temporal", "spatial") if spread else ())
+            out, attn = self._eval_forward(spec[i:i + chunk], part, chunk, keep)
             logits.append(out)
             if spread:
                 self._update_spread(attn, part)

@@ -110,6 +110,25 @@ def test_profile_summary_counts_kernels_not_annotated_ranges():
     assert profile_summary(events, 10, 0.1, cuda=False)["busy_fraction"] is None
 
 
+def test_parallel_speedups_separate_the_fold_processes_start_up():
+    from asc.bench.folds import parallel_speedups
+
+    # the quiet 2-core run of README "Benchmarks": 4 folds, one process, then 2 processes at a time
+    rows = [{"parallel_folds": 1, "wall_s": 35.5, "fold_s": [7.2, 6.6, 6.8, 6.3]},
+            {"parallel_folds": 2, "wall_s": 42.3, "fold_s": [11.9, 11.9, 11.4, 11.4]},
+            {"parallel_folds": 3, "wall_s": 40.0, "fold_s": [9.0, 9.0, 9.0, 9.0]}]
+    one, two, three = parallel_speedups(rows, n_folds=4)
+    assert one["speedup"] == 1.0 and two["speedup"] == pytest.approx(35.5 / 42.3)
+    assert two["overlap_speedup"] == pytest.approx(2 * 6.725 / 11.65)
+    assert one["outside_folds_s"] == pytest.approx(35.5 - 26.9) and "startup_per_wave_s" not in one
+    assert two["startup_per_wave_s"] == pytest.approx(((42.3 - 2 * 11.65) - 8.6) / 2)  # 5.2 s per wave
+    assert "overlap_speedup" not in three and "startup_per_wave_s" not in three  # 4 folds are no full waves of 3
+    result = {"machine": bench.machine(), "device": "cpu", "peak_rss_mb": 1, "seconds": 1,
+              "parallel_folds": [{**r, "folds": 4, "epochs": 10, "folds_per_min": 1.0} for r in (one, two)]}
+    text = bench.format_result(result)
+    assert "start-up s per wave" in text and "5.20" in text
+
+
 def test_protocol_estimate_with_folds_side_by_side():
     fold = {"epoch_train_s": [2.0, 2.0], "epoch_val_s": [1.0, 1.0], "steady_epoch_s": 2.0, "val_s": 1.0,
             "fold_wall_s": 16.0}

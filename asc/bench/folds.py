@@ -264,12 +264,25 @@ def bench_parallel_folds(device: torch.device, quick: bool = False, levels: list
                 row["fold_s"] = [f["seconds"] for f in res["folds"]]  # train + validate + test, in its process
                 row["test_acc"] = res["mean"].get("test/acc")
             rows.append(row)
-    base = rows[0]["wall_s"]
-    alone = rows[0].get("fold_s")
+    return parallel_speedups(rows, n_folds)
+
+
+def parallel_speedups(rows: list[dict], n_folds: int) -> list[dict]:
+    """Add to each row of :func:`bench_parallel_folds` (the first one with one fold at a
+    time): ``speedup`` in wall time; where the folds ran in full waves of N, ``overlap_speedup``
+    (N x mean fold time alone / mean fold time among N) and ``outside_folds_s``, the wall time
+    outside the folds' own timers (waves x mean fold time subtracted); and for N > 1
+    ``startup_per_wave_s``: how much more of that a wave of fold processes costs than the
+    single process's once (imports, data), the price each fold process pays to start."""
+    base, alone = rows[0]["wall_s"], rows[0].get("fold_s")
     for r in rows:
         r["speedup"] = base / r["wall_s"]
+        n = r["parallel_folds"]
         # N folds side by side (only when they run in full waves of N), each timed inside its process
-        if alone and r.get("fold_s") and levels[0] == 1 and n_folds % r["parallel_folds"] == 0:
-            r["overlap_speedup"] = r["parallel_folds"] * fmean(alone) / fmean(r["fold_s"])
+        if alone and r.get("fold_s") and rows[0]["parallel_folds"] == 1 and n_folds % n == 0:
+            r["overlap_speedup"] = n * fmean(alone) / fmean(r["fold_s"])
+            r["outside_folds_s"] = r["wall_s"] - n_folds // n * fmean(r["fold_s"])
+            if n > 1:
+                r["startup_per_wave_s"] = (r["outside_folds_s"] - rows[0]["outside_folds_s"]) / (n_folds // n)
     return rows
 

@@ -124,14 +124,19 @@ def _litis_parallel(rows: list[dict]) -> list[str]:
 
 
 def _parallel(rows: list[dict]) -> list[str]:
+    def maybe(x, key):
+        return f"{x[key]:.2f}" if key in x else "-"
+
     cells = [[str(x["parallel_folds"]), f"{x['wall_s']:.1f}", f"{x['folds_per_min']:.2f}", f"{x['speedup']:.2f}",
-              f"{x['overlap_speedup']:.2f}" if "overlap_speedup" in x else "-",
+              maybe(x, "overlap_speedup"), maybe(x, "startup_per_wave_s"),
               f"error: {x['error']}" if "error" in x else ""] for x in rows]
     return [f"asc cv, demo-like ({rows[0]['folds']} folds, {rows[0]['epochs']} epochs, start-up included)",
-            format_table(["parallel_folds", "wall s", "folds/min", "speed-up", "in-fold speed-up", ""], cells,
-                         align="rrrrrl"),
+            format_table(["parallel_folds", "wall s", "folds/min", "speed-up", "in-fold speed-up",
+                          "start-up s per wave", ""], cells, align="rrrrrrl"),
             "in-fold speed-up: N x mean fold time alone / mean fold time with N side by side "
-            "(process start-up left out)"]
+            "(process start-up left out); start-up per wave: the wall time outside the folds' own timers, "
+            "less one process's, per wave of N fold processes (what each fold process pays to start; "
+            "parallel folds pay off once a fold takes several times that)"]
 
 
 def format_result(r: dict) -> str:

@@ -12,6 +12,7 @@ in :mod:`asc.commands`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,10 +24,16 @@ RESUME_HINT = ("finished folds and the last checkpoint (at most one epoch old) a
 
 
 def _command_line() -> str:
-    """This command as the user can type it again."""
+    """This command as the user can type it again: ``asc ...``, or the path it was started
+    by (``.venv/bin/asc`` from ``make demo``) where ``asc`` on the PATH is not this one."""
     import shlex
+    import shutil
 
-    return " ".join(["asc", *map(shlex.quote, sys.argv[1:])])
+    program, on_path = sys.argv[0], shutil.which("asc")
+    same = os.path.basename(program) == "asc" and on_path and os.path.realpath(on_path) == os.path.realpath(program)
+    if os.path.basename(program) != "asc" or same:  # python -m asc.cli, or the asc the shell finds
+        program = "asc"
+    return " ".join([program, *map(shlex.quote, sys.argv[1:])])
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:

@@ -133,7 +133,7 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from asc.parallel import check_parallel
-    from asc.tracking import aggregate_run, hold_sweep_env
+    from asc.tracking import aggregate_run, hold_sweep_env, where_runs_go
 
     parallel = check_parallel(cfg.cv.parallel_folds)
     is_zero = rank_zero_only.rank == 0
@@ -145,6 +145,8 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
     if only_first:
         folds = folds[:1]
     exp_dir = prepare_experiment(cfg, is_zero)
+    if is_zero and (line := where_runs_go(cfg, exp_dir)):
+        print(line, flush=True)
     sweep_env = hold_sweep_env()
     collector = start_collector(cfg, clips, folds, exp_dir, is_zero)
     if parallel > 1:
@@ -182,14 +184,22 @@ def run_folds(cfg: DictConfig, clips, collector: FoldCollector) -> list[int]:
     """The folds of ``collector`` one after the other in this process (each on all of
     ``trainer.devices``); each row goes to the collector on rank 0.  Returns the folds that
     failed: none, as an error stops the loop."""
-    for k in collector.folds:
+    for i, k in enumerate(collector.folds, 1):
         row = collector.finished(k)
         if row is None:
             row = run_fold(cfg, clips, k, collector.exp_dir, collector.complexity)
             if row is None:  # not rank 0
                 continue
-        collector.add(k, row)
+            print(f"[{i}/{len(collector.folds)}] {fold_scores(k, collector.add(k, row), row['seconds'])}", flush=True)
+        else:
+            collector.add(k, row)
     return []
+
+
+def fold_scores(k: int, row: dict, seconds: float) -> str:
+    """"fold 2: finished in 118 s (val/acc 96.88 %, test/acc 86.46 %)", as each fold ends."""
+    score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
+    return f"fold {k}: finished in {seconds:.0f} s ({score})"
 
 def run_folds_parallel(cfg: DictConfig, collector: FoldCollector, n: int) -> list[int]:
     """The folds of ``collector`` that are not finished, as child processes (asc/parallel.py),
@@ -227,8 +237,7 @@ def run_folds_parallel(cfg: DictConfig, collector: FoldCollector, n: int) -> lis
         result = collector.result_path(job.key)
         if job.returncode == 0 and result.exists():
             row = collector.add(job.key, json.loads(result.read_text()))
-            score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
-            print(f"{progress} fold {job.key}: finished in {job.seconds:.0f} s ({score})", flush=True)
+            print(f"{progress} {fold_scores(job.key, row, job.seconds)}", flush=True)
         else:
             failed.append(job.key)
             reason = last_error(job.log) or f"exit status {job.returncode}"

@@ -229,7 +229,9 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     loggers, wb = fold_loggers(cfg, dm, fold, exp_dir, run_id, resumed_from, complexity)
     trainer, best_ckpt = fold_trainer(cfg, clips, dm, fold, fold_dir, loggers, wb, resumed_from, callbacks)
     if resumed_from is not None:
-        print(f"fold {fold}: resuming from {last} (epoch {resumed_from}), W&B run {run_id}")
+        # the checkpoint's epoch counts from 0, the progress lines from 1
+        print(f"fold {fold}: resuming from {last} ({resumed_from + 1} of {cfg.trainer.max_epochs} epochs done), "
+              f"W&B run {run_id}")
     started = time.time()
     fit(trainer, module, dm, last, resumed_from)
     best, tested, rule = fold_checkpoints(cfg, best_ckpt, last)

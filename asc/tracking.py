@@ -39,6 +39,18 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
+def where_runs_go(cfg, exp_dir: Path) -> str | None:
+    """One line saying where this experiment's W&B runs go (None when logging is off)."""
+    mode = resolve_mode(cfg.logger.mode)
+    if mode == "disabled":
+        return None
+    if mode == "online":
+        return f"W&B: online, project {'/'.join(filter(None, [cfg.logger.entity, cfg.logger.project]))}"
+    why = "" if cfg.logger.mode == "offline" or os.environ.get("WANDB_MODE") else " (not logged in)"
+    runs = exp_dir / "wandb"
+    return f"W&B: offline{why}, runs in {runs}; upload later with `wandb sync {runs}/offline-run-*`"
+
+
 def stored_run_id(id_file: Path) -> str:
     """The W&B run id kept in ``id_file``, made (8 lowercase letters and digits) and
     written atomically the first time, so a re-run or resume continues the same run."""

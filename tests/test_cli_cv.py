@@ -28,6 +28,9 @@ def test_results_json(tiny_cv):
         assert 0 <= f["test/acc"] <= 1 and 0 <= f["test/macro_f1"] <= 1 and 0 <= f["bof/acc"] <= 1
         assert f["n_test"] == 9 and f["n_train"] + f["n_val"] == 9 and f["n_val"] == 3
         assert len(f["confusion_matrix"]) == 3 and sum(map(sum, f["confusion_matrix"])) == 9
+        # each fold's scores as it ends, not only in the table at the end
+        assert (f"[{f['fold']}/2] fold {f['fold']}: finished in {f['seconds']:.0f} s "
+                f"(val/acc {100 * f['val/acc']:.2f} %, test/acc {100 * f['test/acc']:.2f} %)") in proc.stdout
     mean = sum(f["test/acc"] for f in res["folds"]) / 2
     assert res["mean"]["test/acc"] == pytest.approx(mean) and "test/acc" in res["std"]
     assert res["complete"] is True
@@ -74,6 +77,9 @@ def test_wandb_offline_runs(tiny_cv):
         run = read_run(run_dir)
         runs[run["run"]["job_type"]] = (run_dir, run)
     assert set(runs) == {"fold-1", "fold-2", "aggregate"}
+    said = [line for line in tiny_cv[1].stdout.splitlines() if line.startswith("W&B:")]
+    wb = exp / "wandb"
+    assert said == [f"W&B: offline, runs in {wb}; upload later with `wandb sync {wb}/offline-run-*`"]
     assert runs["fold-1"][1]["run"]["tags"] == [] and runs["fold-1"][1]["run"]["name"] == "tiny/fold-1"
     for k in (1, 2):
         run_dir, run = runs[f"fold-{k}"]

@@ -57,6 +57,7 @@ def test_ctrl_c_says_how_to_resume_and_the_resumed_fold_continues(tmp_path):
     val_epochs = [int(r["epoch"]) for r in rows if r.get("val/acc")]
     assert val_epochs == list(range(12))  # every epoch once: kept before the interruption, appended after
     resumed = json.loads((fold / "result.json").read_text())["resumed_from_epoch"]
+    assert f"({resumed + 1} of 12 epochs done)" in again.stdout  # counted as the progress lines count
     kept = [{k: v for k, v in r.items() if v} for r in before if int(r["epoch"]) <= resumed]
     assert kept and [{k: v for k, v in r.items() if v} for r in rows[: len(kept)]] == kept
     # the same W&B run id in two offline folders; the second goes on counting steps

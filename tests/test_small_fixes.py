@@ -102,3 +102,36 @@ def test_device_out_of_memory_is_one_error_naming_the_keys_to_lower(tmp_path, mo
     monkeypatch.setattr(asc.experiment, "run_cv", lambda cfg, only_first=False: 1 / 0)
     with pytest.raises(ZeroDivisionError):  # any other failure is not dressed up as one
         main(["cv", f"output_dir={tmp_path}", "logger.mode=disabled", *TINY])
+
+
+def test_the_resume_hint_names_the_asc_that_ran(tmp_path, monkeypatch):
+    from asc.cli import _command_line
+
+    exe = tmp_path / "venv" / "bin" / "asc"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))  # make demo: .venv/bin/asc, not on the PATH
+    monkeypatch.setattr("sys.argv", [str(exe), "cv", "--config", "experiments/demo.yaml", "seed=1"])
+    assert _command_line() == f"{exe} cv --config experiments/demo.yaml seed=1"
+    monkeypatch.setenv("PATH", str(exe.parent))  # an activated venv: plain asc
+    assert _command_line() == "asc cv --config experiments/demo.yaml seed=1"
+    monkeypatch.setattr("sys.argv", ["/src/asc/cli.py", "cv", "a=b c"])  # python -m asc.cli
+    assert _command_line() == "asc cv 'a=b c'"
+
+
+def test_where_the_wandb_runs_go(tmp_path, monkeypatch):
+    from asc.tracking import where_runs_go
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # not logged in
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_config(None, ["logger.project=lab", "logger.entity=team"])
+    wb = tmp_path / "x" / "wandb"
+    assert where_runs_go(cfg, tmp_path / "x") == (f"W&B: offline (not logged in), runs in {wb}; "
+                                                  f"upload later with `wandb sync {wb}/offline-run-*`")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert where_runs_go(cfg, tmp_path / "x") == "W&B: online, project team/lab"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert where_runs_go(cfg, tmp_path / "x") is None

@@ -117,7 +117,11 @@ def _segment_panel(ax, seg, names: list[str]) -> None:
     ax.imshow(np.asarray(seg).T, origin="lower", aspect="auto", cmap="Blues", vmin=0, vmax=1,
               interpolation="nearest")
     ax.set_yticks(range(len(names)), names, fontsize=6 if len(names) > 10 else 7)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    n = len(seg)
+    if n <= 12:  # segments numbered from 1 (a one-segment clip otherwise gets ticks at -0.4 ... 0.4)
+        ax.set_xticks(range(n), [str(i + 1) for i in range(n)])
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("segment", fontsize=8)
     ax.set_title("segment probabilities", fontsize=9)
     ax.tick_params(axis="x", labelsize=7)

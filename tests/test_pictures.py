@@ -283,3 +283,17 @@ def test_picture_processes_draw_with_one_thread_each_and_import_matplotlib_as_th
     proc = subprocess.run([sys.executable, "-c", "import sys, asc.picture_writer; print('numpy' in sys.modules)"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.stdout.strip() == "False", proc.stderr[-2000:]
+
+
+def test_segment_panel_numbers_segments_from_one():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from asc.viz import attention_figure
+
+    analysis = {"spec": np.zeros((8, 50)), "probs": np.array([0.7, 0.2, 0.1]),
+                "segment_probs": np.array([[0.7, 0.2, 0.1]]), "temporal": np.full(50, 0.02),
+                "spatial": np.full(4, 0.25)}
+    fig = attention_figure(analysis, 0.02, class_names=["a", "b", "c"])
+    panel = next(ax for ax in fig.axes if ax.get_title() == "segment probabilities")
+    assert [t.get_text() for t in panel.get_xticklabels()] == ["1"]  # one segment, one tick

@@ -29,10 +29,11 @@ def _command_line() -> str:
     import shlex
     import shutil
 
-    program, on_path = sys.argv[0], shutil.which("asc")
-    same = os.path.basename(program) == "asc" and on_path and os.path.realpath(on_path) == os.path.realpath(program)
-    if os.path.basename(program) != "asc" or same:  # python -m asc.cli, or the asc the shell finds
-        program = "asc"
+    program = "asc"  # also for python -m asc.cli
+    if os.path.basename(sys.argv[0]) == "asc":
+        on_path = shutil.which("asc")
+        if not on_path or os.path.realpath(on_path) != os.path.realpath(sys.argv[0]):
+            program = sys.argv[0]  # the shell's asc is another one (or none)
     return " ".join([program, *map(shlex.quote, sys.argv[1:])])
 
 

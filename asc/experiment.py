@@ -186,20 +186,23 @@ def run_folds(cfg: DictConfig, clips, collector: FoldCollector) -> list[int]:
     failed: none, as an error stops the loop."""
     for i, k in enumerate(collector.folds, 1):
         row = collector.finished(k)
-        if row is None:
+        trained = row is None
+        if trained:
             row = run_fold(cfg, clips, k, collector.exp_dir, collector.complexity)
             if row is None:  # not rank 0
                 continue
-            print(f"[{i}/{len(collector.folds)}] {fold_scores(k, collector.add(k, row), row['seconds'])}", flush=True)
-        else:
-            collector.add(k, row)
+        row = collector.add(k, row)
+        if trained:
+            print(f"[{i}/{len(collector.folds)}] {fold_scores(k, row, row['seconds'])}", flush=True)
     return []
 
 
 def fold_scores(k: int, row: dict, seconds: float) -> str:
-    """"fold 2: finished in 118 s (val/acc 96.88 %, test/acc 86.46 %)", as each fold ends."""
+    """The line printed as fold ``k`` ends, e.g. ``fold 2: finished in 118 s (val/acc
+    96.88 %, test/acc 86.46 %)``, in sequential and parallel runs alike."""
     score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
     return f"fold {k}: finished in {seconds:.0f} s ({score})"
+
 
 def run_folds_parallel(cfg: DictConfig, collector: FoldCollector, n: int) -> list[int]:
     """The folds of ``collector`` that are not finished, as child processes (asc/parallel.py),

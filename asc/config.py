@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from asc.checkpoints import rename_config_keys
 from asc.config_schema import Config
 from asc.config_validation import validate
-from asc.errors import AscError
+from asc.errors import AscError, did_you_mean
 
 __all__ = ["Config", "load_config", "to_dict", "to_yaml", "validate"]
 
@@ -36,7 +36,11 @@ def _friendly(e: OmegaConfBaseException, source: str) -> AscError:
     key = getattr(e, "full_key", None) or ""
     msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]  # OmegaConf appends full_key/object_type lines
     if "Key '" in msg and "not in" in msg:
-        return AscError(f"unknown config key {key!r} in {source}; see asc/config_schema.py for the valid keys")
+        from asc.config_show import key_docs
+        from asc.config_validation import trainer_keys
+
+        hint = did_you_mean(key, [*key_docs(), *("trainer." + k for k in trainer_keys())]) if key else ""
+        return AscError(f"unknown config key {key!r} in {source}{hint}; `asc config show` lists every key")
     return AscError(f"bad value for {key!r} in {source}: {msg}")
 
 

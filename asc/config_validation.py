@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from asc.compilation import CUDA_GRAPH_MODES
 from asc.compilation import MODES as COMPILE_MODES
-from asc.errors import AscError
+from asc.errors import AscError, did_you_mean
 from asc.registry import FRONTENDS, LAYOUTS, MIXERS, MODELS, POOLINGS
 
 # Values decided by a registry (asc/registry.py): their allowed values are its keys.
@@ -47,7 +47,7 @@ POSITIVE = (
 )
 
 
-def _trainer_keys() -> set[str]:
+def trainer_keys() -> set[str]:
     from lightning import Trainer
 
     return set(inspect.signature(Trainer.__init__).parameters) - {"self"}
@@ -204,10 +204,12 @@ def _check_shapes(cfg: DictConfig) -> None:
 
 def _check_training(cfg: DictConfig) -> None:
     """Trainer arguments, early stopping and the folds to run."""
-    unknown = set(cfg.trainer.keys()) - _trainer_keys()
+    unknown = sorted(set(cfg.trainer.keys()) - trainer_keys())
     if unknown:
+        known = ["trainer." + k for k in trainer_keys()]
+        named = ", ".join(f"trainer.{k}{did_you_mean('trainer.' + k, known)}" for k in unknown)
         raise AscError(
-            f"unknown trainer key(s): {', '.join(sorted('trainer.' + k for k in unknown))}; "
+            f"unknown trainer key(s): {named}; "
             "trainer.* keys are passed to lightning.Trainer (see its documentation)"
         )
     validate_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))

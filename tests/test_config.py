@@ -18,11 +18,14 @@ def test_defaults_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (["model.poolin=stap"], "unknown config key 'model.poolin'"),
+    (["model.poolin=stap"], r"unknown config key 'model.poolin' .*\(did you mean 'model.pooling'\?\)"),
+    (["max_epochs=3"], r"unknown config key 'max_epochs' .*\(did you mean 'trainer.max_epochs'\?\)"),
+    (["model.colour=red"], r"unknown config key 'model.colour' in the command line; `asc config show` lists"),
     (["model.pooling=attention"], "model.pooling='attention' is not allowed"),
     (["data.batch_size=abc"], "data.batch_size"),
     (["data.batch_size=0"], "data.batch_size=0 must be a positive"),
-    (["trainer.max_epoch=3"], "unknown trainer key.*trainer.max_epoch"),
+    (["trainer.max_epoch=3", "trainer.devics=1"], r"unknown trainer key\(s\): trainer.devics \(did you mean "
+     r"'trainer.devices'\?\), trainer.max_epoch \(did you mean 'trainer.max_epochs'\?\); "),
     (["data.name=litis"], "needs data.root"),
     (["cv.folds=[]"], "cv.folds"),
     (["novalue"], "not of the form key=value"),

@@ -149,6 +149,7 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
         print(line, flush=True)
     sweep_env = hold_sweep_env()
     collector = start_collector(cfg, clips, folds, exp_dir, is_zero)
+    collector.describe_model()
     if parallel > 1:
         failed = run_folds_parallel(cfg, collector, parallel)
     else:

@@ -148,7 +148,9 @@ def fold_trainer(cfg: DictConfig, clips: ClipSet, dm, fold: int, fold_dir: Path,
                                  cfg.logger.attention_every_n_epochs, attention_clip_ids(clips, dm.val_idx, per_class),
                                  fold)
     # the DataModule shards its own loaders across DDP ranks (seeded crops, every test clip once)
-    trainer_kwargs = {"log_every_n_steps": 5, **to_dict(cfg)["trainer"], "use_distributed_sampler": False}
+    # Lightning's model summary (a table per fold) gives way to one line per experiment (FoldCollector.describe_model)
+    trainer_kwargs = {"log_every_n_steps": 5, "enable_model_summary": False, **to_dict(cfg)["trainer"],
+                      "use_distributed_sampler": False}
     callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
     extra, trainer_kwargs = training_extras(cfg, fold, trainer_kwargs)
     callbacks += [*extra, *extra_callbacks]

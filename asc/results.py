@@ -99,10 +99,22 @@ class FoldCollector:
                 **cross_fold(rows, self.clips.class_names), "reproducibility": self.record,
                 "complexity": self.complexity}
 
+    def model_label(self) -> str:
+        """``crnn/stap``, ``cnn``: the network and, for a CRNN, its pooling."""
+        model = self.cfg.model
+        return f"{model.name}{'/' + model.pooling if model.name == 'crnn' else ''}"
+
+    def describe_model(self) -> None:
+        """One line on the network before the folds run (Lightning's per-fold model summary is off)."""
+        c = self.complexity
+        if c:
+            print(f"model {self.model_label()}: {c['params']:,d} parameters, {c['macs_per_second'] / 1e6:.1f} "
+                  f"MMAC per second of audio (front-end {c['frontend_macs_per_second'] / 1e6:.1f})", flush=True)
+
     def summary(self) -> None:
         results, cfg = self.results(), self.cfg
         print()
-        print(f"experiment {cfg.experiment.name}: {self.clips.name}, model {cfg.model.name}"
-              f"{'/' + cfg.model.pooling if cfg.model.name == 'crnn' else ''}, mix {cfg.augment.mix}")
+        print(f"experiment {cfg.experiment.name}: {self.clips.name}, model {self.model_label()}, "
+              f"mix {cfg.augment.mix}")
         print(format_table(self.rows, results["mean"], results["std"]))
         print(f"results: {self.exp_dir / 'results.json'}")

@@ -35,6 +35,10 @@ def test_results_json(tiny_cv):
     assert res["mean"]["test/acc"] == pytest.approx(mean) and "test/acc" in res["std"]
     assert res["complete"] is True
     assert "mean±std" in proc.stdout and "bag-of-frames" in proc.stdout
+    # the network described once, from results.json's complexity, instead of Lightning's table per fold
+    c = res["complexity"]
+    assert proc.stdout.count(f"model crnn/stap: {c['params']:,d} parameters, ") == 1 and c["params"] > 0
+    assert "Trainable params" not in proc.stdout + proc.stderr
     # selection on validation: the chosen epoch and its validation metrics, per-clip predictions
     for f in res["folds"]:
         assert 1 <= f["best_epoch"] <= f["epochs"] and 0 <= f["val/acc"] <= 1 and f["val/loss"] > 0

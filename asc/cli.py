@@ -164,13 +164,18 @@ def _bench_parser(sub) -> None:
 
 def _compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="paired difference of two experiments over (seed, fold), with a 90 %% "
-                       "interval (Nadeau-Bengio corrected for LITIS's overlapping splits)")
+                       "interval (Nadeau-Bengio corrected when the pairs span several folds, whose training "
+                       "sets overlap)")
     p.add_argument("--a", nargs="+", required=True,
                    help="experiment folders of side A (one per seed), e.g. runs/stap-s*")
     p.add_argument("--b", nargs="+", required=True, help="experiment folders of side B, same seeds and folds")
     p.add_argument("--metric", default="test/acc", help="a per-fold key of results.json (default test/acc)")
     p.add_argument("--level", type=float, default=0.90, help="interval coverage (default 0.90)")
-    p.add_argument("--corrected", action="store_true", help="force the Nadeau-Bengio correction (default: LITIS only)")
+    correction = p.add_mutually_exclusive_group()
+    correction.add_argument("--corrected", action="store_true", help="force the Nadeau-Bengio correction "
+                            "(default: on when the pairs span several folds, off for the seeds of one fold)")
+    correction.add_argument("--uncorrected", action="store_true",
+                            help="a plain paired t interval, as if every (seed, fold) pair were independent")
     p.add_argument("--json", help="also write the result as JSON to this file")
     p.set_defaults(func=commands.cmd_compare)
 

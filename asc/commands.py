@@ -127,7 +127,8 @@ def cmd_compare(args) -> int:
 
     from asc.stats import compare_runs, format_comparison
 
-    result = compare_runs(args.a, args.b, args.metric, args.level, True if args.corrected else None)
+    corrected = True if args.corrected else False if args.uncorrected else None
+    result = compare_runs(args.a, args.b, args.metric, args.level, corrected)
     print(format_comparison(" + ".join(Path(p).name for p in args.a), " + ".join(Path(p).name for p in args.b), result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

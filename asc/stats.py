@@ -8,6 +8,14 @@ training sets overlap between folds (LITIS Rouen's 20 random splits, repeated k-
 the corrected resampled t-test of Nadeau & Bengio (Machine Learning 52, 2003): the
 variance of the mean difference is (1/J + n_test/n_train) · s² instead of s²/J, because
 the J differences are not independent when training sets share clips.
+
+:func:`compare_runs` applies it whenever the pairs span more than one fold: the training
+sets of k-fold cross-validation overlap too (any two share (k-2)/(k-1) of their clips), and
+the seeds of one fold share its clips, so J = seeds × folds differences are far from
+independent.  Over seeds × folds this is Bouckaert & Frank's corrected repeated k-fold test
+(PAKDD 2004): (1/(k·r) + n_test/n_train) · s², k·r − 1 degrees of freedom.  Pairs from one
+fold only (the seeds of one split) are compared uncorrected: that interval is about the
+seeds on that split, not about other data.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.90,
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"need two paired 1-D arrays of at least 2 results, got shapes {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("paired results must be finite numbers (a NaN or inf would make the interval NaN)")
     d = a - b
     n = len(d)
     sd = float(d.std(ddof=1))
@@ -58,7 +68,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.90,
     return {"n": n, "mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": mean, "sd": sd, "se": se,
             "low": mean - t_crit * se, "high": mean + t_crit * se, "p": p, "level": level,
             "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum()),
-            "corrected": test_train_ratio is not None}
+            "corrected": test_train_ratio is not None, "test_train_ratio": test_train_ratio}
 
 
 def fold_results(run_dirs: list[str | Path], metric: str) -> dict[tuple[int, int], dict]:
@@ -86,19 +96,24 @@ def compare_runs(runs_a: list[str], runs_b: list[str], metric: str = "test/acc",
                  corrected: bool | None = None) -> dict:
     """Paired difference of ``metric`` between two sets of experiments over their common
     (seed, fold) pairs.  ``corrected=None`` applies the Nadeau-Bengio correction when the
-    experiments' data set is LITIS (random splits with overlapping training sets)."""
+    pairs span more than one fold (overlapping training sets: LITIS's random splits and
+    k-fold alike; see the module docstring), with n_test / (n_train + n_val) of the first
+    pair's fold; ``True`` / ``False`` force it on or off."""
     a, b = fold_results(runs_a, metric), fold_results(runs_b, metric)
     pairs = sorted(set(a) & set(b))
     if len(pairs) < 2:
         raise AscError(f"only {len(pairs)} (seed, fold) pair(s) in common; run both sides on the same folds and seeds")
     if corrected is None:
-        cfg = json.loads((Path(runs_a[0]) / "results.json").read_text()).get("config", {})
-        corrected = cfg.get("data", {}).get("name") == "litis"
+        corrected = len({fold for _, fold in pairs}) > 1
     ratio = None
     if corrected:
         row = a[pairs[0]]
         ratio = row["n_test"] / max(1, row["n_train"] + row.get("n_val", 0))
-    result = paired_difference([a[p][metric] for p in pairs], [b[p][metric] for p in pairs], level, ratio)
+    values = [[side[p][metric] for p in pairs] for side in (a, b)]
+    bad = [p for p, x, y in zip(pairs, *values) if not (math.isfinite(x) and math.isfinite(y))]
+    if bad:
+        raise AscError(f"{metric} is not a finite number for (seed, fold) {bad[0]}: rerun that fold")
+    result = paired_difference(*values, level, ratio)
     result["pairs"] = [list(p) for p in pairs]
     result["metric"] = metric
     return result
@@ -110,9 +125,16 @@ def format_comparison(name_a: str, name_b: str, r: dict) -> str:
     unit = " points" if pct == 100 else ""
     return (f"{r['metric']}: {name_a} {pct * r['mean_a']:.2f} vs {name_b} {pct * r['mean_b']:.2f}; "
             f"paired difference {pct * r['diff']:+.2f}{unit}, {int(100 * r['level'])} % interval "
-            f"[{pct * r['low']:+.2f}, {pct * r['high']:+.2f}]{' (Nadeau-Bengio corrected)' if r['corrected'] else ''}, "
+            f"[{pct * r['low']:+.2f}, {pct * r['high']:+.2f}]{_correction(r)}, "
             f"p = {r['p']:.3f}, {r['wins']} wins / {r['ties']} ties / {r['losses']} losses "
             f"over {r['n']} (seed, fold) pairs")
+
+
+def _correction(r: dict) -> str:
+    """How the interval was made, for :func:`format_comparison`."""
+    if r["corrected"]:
+        return f" (Nadeau-Bengio corrected, n_test/n_train {r['test_train_ratio']:.3f})"
+    return " (uncorrected)"
 
 
 def _test_predictions(path: Path) -> tuple[list[str], list[str], list[str], np.ndarray]:

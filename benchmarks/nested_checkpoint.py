@@ -137,10 +137,11 @@ def main() -> None:
 
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    jobs = []
+    jobs, part_clips = [], 0
     for k in args.outer:
         data = args.out / f"outer{k}"
-        print(f"outer fold {k}: {outer_training_part(args.data_root.resolve(), k, data)} clips of its training part")
+        part_clips = outer_training_part(args.data_root.resolve(), k, data)
+        print(f"outer fold {k}: {part_clips} clips of its training part")
         jobs += [(data, f"outer{k}-s{s}", s) for s in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(lambda j: (j[0], run_inner_cv(j[0], runs, j[1], j[2], args.overrides)), jobs))
@@ -152,10 +153,12 @@ def main() -> None:
                   f"last {100 * row['last']:.2f} %  ({row['clips']} clips)")
     chosen = np.array([r["chosen"] for r in results]) * 100
     last = np.array([r["last"] for r in results]) * 100
-    diff = paired_difference(last, chosen)
+    # the inner folds' training sets overlap: Nadeau-Bengio, n_test / n_train of an inner fold (asc/stats.py)
+    inner_test = results[0]["clips"]
+    diff = paired_difference(last, chosen, test_train_ratio=inner_test / (part_clips - inner_test))
     print(f"\nmean over {len(results)} inner folds: chosen {chosen.mean():.2f} %, last {last.mean():.2f} %")
     print(f"last - chosen: {diff['diff']:+.2f} points, 90 % interval [{diff['low']:+.2f}, {diff['high']:+.2f}] "
-          f"({diff['wins']} wins, {diff['ties']} ties, {diff['losses']} losses)")
+          f"(Nadeau-Bengio corrected; {diff['wins']} wins, {diff['ties']} ties, {diff['losses']} losses)")
     verdict = "the last checkpoint" if diff["diff"] >= 0.5 else "the validation choice (unchanged)"
     print(f"rule (fixed in advance: last if >= +0.5 points): {verdict}")
     (args.out / "nested_checkpoint.json").write_text(json.dumps({"folds": results, "difference": diff,

@@ -43,11 +43,38 @@ def _run(tmp_path, name, seed, accs, data="folder"):
 def test_compare_runs_pairs_by_seed_and_fold(tmp_path):
     a = [_run(tmp_path, "a0", 0, A[:3]), _run(tmp_path, "a1", 1, A[3:])]
     b = [_run(tmp_path, "b1", 1, B[3:]), _run(tmp_path, "b0", 0, B[:3])]  # order does not matter
-    r = compare_runs(a, b)
+    r = compare_runs(a, b, corrected=False)
     assert r["n"] == 6 and r["diff"] == pytest.approx((A - B).mean()) and not r["corrected"]
-    assert "+1.50 points" in format_comparison("a", "b", r)  # (2 - 1 + 3 + 3 + 1 + 1) / 6 points
-    litis = compare_runs([_run(tmp_path, "l0", 0, A[:3], "litis")], [_run(tmp_path, "m0", 0, B[:3], "litis")])
-    assert litis["corrected"]  # overlapping random splits: corrected by default
+    line = format_comparison("a", "b", r)
+    assert "+1.50 points" in line and "(uncorrected)" in line  # (2 - 1 + 3 + 3 + 1 + 1) / 6 points
+
+
+def test_compare_runs_corrects_over_several_folds_not_over_the_seeds_of_one(tmp_path):
+    """3 folds x 2 seeds of k-fold data: the training sets overlap, so the interval is
+    Nadeau-Bengio's with n_test / (n_train + n_val) = 45 / 180; two seeds of one fold: plain."""
+    a = [_run(tmp_path, "a0", 0, A[:3]), _run(tmp_path, "a1", 1, A[3:])]
+    b = [_run(tmp_path, "b0", 0, B[:3]), _run(tmp_path, "b1", 1, B[3:])]
+    r = compare_runs(a, b)
+    assert r["corrected"] and r["test_train_ratio"] == pytest.approx(0.25)
+    assert r["se"] == pytest.approx(paired_difference(A, B, test_train_ratio=0.25)["se"])
+    assert "(Nadeau-Bengio corrected, n_test/n_train 0.250)" in format_comparison("a", "b", r)
+    one_fold = compare_runs([_run(tmp_path, "c0", 0, A[:1]), _run(tmp_path, "c1", 1, A[1:2])],
+                            [_run(tmp_path, "d0", 0, B[:1]), _run(tmp_path, "d1", 1, B[1:2])])
+    assert one_fold["n"] == 2 and not one_fold["corrected"]
+    assert compare_runs(a, b, corrected=False)["se"] < r["se"]
+
+
+def test_compare_command_correction_flags(tmp_path):
+    from helpers.cli import asc
+
+    a = [_run(tmp_path, "a0", 0, A[:3]), _run(tmp_path, "a1", 1, A[3:])]
+    b = [_run(tmp_path, "b0", 0, B[:3]), _run(tmp_path, "b1", 1, B[3:])]
+    default = asc("compare", "--a", *a, "--b", *b, cwd=tmp_path)
+    plain = asc("compare", "--a", *a, "--b", *b, "--uncorrected", cwd=tmp_path)
+    assert default.returncode == plain.returncode == 0
+    assert "Nadeau-Bengio corrected" in default.stdout and "(uncorrected)" in plain.stdout
+    both = asc("compare", "--a", *a, "--b", *b, "--corrected", "--uncorrected", cwd=tmp_path)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
 
 
 def test_compare_runs_refuses_unpaired_input(tmp_path):
@@ -55,6 +82,10 @@ def test_compare_runs_refuses_unpaired_input(tmp_path):
         compare_runs([_run(tmp_path, "a", 0, A[:3])], [_run(tmp_path, "b", 1, B[:3])])
     with pytest.raises(AscError, match="not found"):
         compare_runs([str(tmp_path / "missing")], [_run(tmp_path, "c", 0, B[:3])])
+    with pytest.raises(AscError, match=r"test/acc is not a finite number for \(seed, fold\) \(0, 2\)"):
+        compare_runs([_run(tmp_path, "n", 0, [0.9, float("nan"), 0.8])], [_run(tmp_path, "m", 0, B[:3])])
+    with pytest.raises(ValueError, match="finite"):
+        paired_difference([0.9, np.nan], [0.8, 0.7])
 
 
 def _predictions(root, name: str, fold: int, rows: list[tuple[str, str, list[float]]]) -> str:

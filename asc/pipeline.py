@@ -112,7 +112,7 @@ class FeaturePipeline(nn.Module):
         spec, valid = self.log_spectrogram(wave, lengths, padded=batch.get("padded", True), training=training)
         spec = self.norm(spec)
         if training:
-            spec = mix_spectrogram(a.mix, spec, partners, r)
+            spec = mix_spectrogram(a.mix, spec, partners, r, valid)
             spec = self.augmented("spec", spec, valid, lengths)
         batch["spec"], batch["valid"] = spec, valid
         return batch

@@ -97,13 +97,27 @@ def test_mix_ratio_extremes_and_equal_gains():
     torch.testing.assert_close(m, x1 * (0.3 + 0.7) / np.sqrt(0.3**2 + 0.7**2))
 
 
-def test_spectrogram_mix_uses_std_ratio():
-    s1, s2 = torch.randn(2, 4, 5) * 2, torch.randn(2, 4, 5)
-    r = torch.tensor([0.5, 0.5])
+def test_spectrogram_mix_uses_std_ratio_on_centred_rows():
+    """BC+: p from the std ratio; the deviations from each row's mean mixed and rescaled,
+    the means mixed linearly (a mix of two clips at mean -2 stays at -2, not -2.8)."""
+    s1, s2 = torch.randn(2, 4, 5) * 2 - 2, torch.randn(2, 4, 5) - 2
+    r = torch.tensor([0.5, 0.3])
     sd1, sd2 = s1.flatten(1).std(1), s2.flatten(1).std(1)
-    p = 1 / (1 + sd1 / sd2)
-    want = (p[:, None, None] * s1 + (1 - p[:, None, None]) * s2) / torch.sqrt(p**2 + (1 - p) ** 2)[:, None, None]
-    torch.testing.assert_close(bc_mix_spectrogram(s1, s2, r), want)
+    mu1, mu2 = s1.mean((1, 2), keepdim=True), s2.mean((1, 2), keepdim=True)
+    p = (1 / (1 + sd1 / sd2 * (1 - r) / r))[:, None, None]
+    want = (p * (s1 - mu1) + (1 - p) * (s2 - mu2)) / torch.sqrt(p**2 + (1 - p) ** 2) + p * mu1 + (1 - p) * mu2
+    mixed = bc_mix_spectrogram(s1, s2, r)
+    torch.testing.assert_close(mixed, want)
+    torch.testing.assert_close(mixed.mean((1, 2), keepdim=True), p * mu1 + (1 - p) * mu2)
+
+
+def test_spectrogram_mix_ignores_padding():
+    """The same clips padded with 5 frames of -10 (masked out) mix to the same valid frames."""
+    s1, s2, r = torch.randn(1, 4, 6), torch.randn(1, 4, 6) * 3, torch.tensor([0.4])
+    pad = torch.full((1, 4, 5), -10.0)
+    valid = torch.tensor([[True] * 6 + [False] * 5])
+    padded = bc_mix_spectrogram(torch.cat([s1, pad], -1), torch.cat([s2, pad], -1), r, valid)
+    torch.testing.assert_close(padded[..., :6], bc_mix_spectrogram(s1, s2, r))
 
 
 def test_partners_have_different_labels():

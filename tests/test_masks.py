@@ -128,10 +128,10 @@ def _clips(lengths_s, sr=8000):
                    {1: (np.arange(len(lengths_s)), np.arange(2))}, Store(waves, sr))
 
 
-@pytest.mark.parametrize("segment", [2.0, None])
-def test_training_step_on_very_different_lengths_is_finite(segment):
-    """0.1 s, 30 s and a clip shorter than one frame (5 ms) in one BC batch, with a silent
-    partner: a finite loss and finite gradients."""
+@pytest.mark.parametrize("segment, mix", [(2.0, "bc"), (None, "bc"), (None, "bc_spec")])
+def test_training_step_on_very_different_lengths_is_finite(segment, mix):
+    """0.1 s, 30 s and a clip shorter than one frame (5 ms) in one BC batch (waveforms or
+    spectrograms mixed), with a silent partner: a finite loss and finite gradients."""
     clips = _clips([0.1, 30.0, 0.005, 1.0])
     silent = clips.audio.waves.copy()
     silent[3] = 0.0
@@ -140,7 +140,7 @@ def test_training_step_on_very_different_lengths_is_finite(segment):
                                  "model.time_pool=[2,1]", "model.rnn_hidden=8", "features.n_bins=16",
                                  f"data.segment_seconds={'null' if segment is None else segment}",
                                  "augment.roll=true", "augment.time_masks=2", "augment.freq_masks=1",
-                                 "augment.gain_db=6"])
+                                 "augment.gain_db=6", f"augment.mix={mix}"])
     module = SceneClassifier(to_dict(cfg), clips.class_names)
     seg = None if segment is None else int(segment * 8000)
     def crop(i):  # the first `seg` samples of clip i (all of it when shorter)

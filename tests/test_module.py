@@ -14,7 +14,7 @@ from asc.data.datamodule import SceneDataModule
 from asc.features import LogSpectrogram
 from asc.inference import load
 from asc.models.pooling import weight_spread
-from asc.module import SceneClassifier, WeightAverage
+from asc.module import SceneClassifier, WeightAverage, selection_score
 from asc.pipeline import FeaturePipeline
 from helpers.cli import TINY_MODEL as TINY
 
@@ -272,7 +272,19 @@ def test_validation_logs_how_far_attention_is_from_a_plain_mean():
                             enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(module, SceneDataModule(clips, 1, cfg))
         spreads[overrides[0]] = {k: float(v) for k, v in trainer.callback_metrics.items() if "spread" in k}
+        assert trainer.callback_metrics["val/select"].dtype == torch.float64  # logged as computed
     stap, mean, cnn = spreads.values()
     assert set(stap) == set(mean) == {"val/attention_spread_time", "val/attention_spread_features"} and not cnn
     assert mean["val/attention_spread_time"] == pytest.approx(1.0) == mean["val/attention_spread_features"]
     assert 0 < stap["val/attention_spread_time"] < 1 and 0 < stap["val/attention_spread_features"] < 1
+
+
+def test_checkpoint_selection_breaks_accuracy_ties_by_small_loss_differences():
+    """val/select = acc - 1e-6 * loss in float64: a loss lower by 0.01 at the same accuracy
+    wins (in float32 the two were equal and the earlier epoch stayed chosen); one clip of
+    accuracy in 50 000 outweighs any loss."""
+    from asc.module import selection_score
+
+    acc = torch.tensor(0.8)  # float32, as torchmetrics returns it
+    assert selection_score(acc, torch.tensor(0.51)) > selection_score(acc, torch.tensor(0.52))
+    assert selection_score(acc + 1 / 50000, torch.tensor(18.5)) > selection_score(acc, torch.tensor(0.0))

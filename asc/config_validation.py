@@ -169,13 +169,7 @@ def _check_values(cfg: DictConfig) -> None:
             raise AscError(f"{key}={value!r} must be a positive number")
     if cfg.optim.ema_epochs is not None and not 0 < cfg.optim.ema_epochs < float("inf"):  # nan too
         raise AscError(f"optim.ema_epochs={cfg.optim.ema_epochs} must be positive, or null for no weight average")
-    if cfg.data.segment_seconds is not None and cfg.data.segment_seconds <= 0:
-        raise AscError(f"data.segment_seconds={cfg.data.segment_seconds} must be positive, or null for whole clips")
-    if cfg.data.segment_seconds is None and cfg.model.spatial_attention == "track" \
-            and MODELS.meta(cfg.model.name).get("pooled") and POOLINGS.meta(cfg.model.pooling).get("spatial"):
-        raise AscError("model.spatial_attention=track needs a fixed number of frames, but data.segment_seconds=null "
-                       "feeds clips of different lengths; use model.spatial_attention=summary or set "
-                       "data.segment_seconds")
+    _check_segments(cfg)
     for key in ("augment.gain_db", "augment.freq_masks", "augment.time_masks", "model.max_aux_weight"):
         if OmegaConf.select(cfg, key) < 0:
             raise AscError(f"{key}={OmegaConf.select(cfg, key)} must be >= 0 (0: off)")
@@ -186,6 +180,22 @@ def _check_values(cfg: DictConfig) -> None:
                        "the free device memory")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise AscError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
+
+
+def _check_segments(cfg: DictConfig) -> None:
+    """The network's input length and the evaluation windows' hop."""
+    segment, hop = cfg.data.segment_seconds, cfg.data.eval_hop_seconds
+    if segment is not None and segment <= 0:
+        raise AscError(f"data.segment_seconds={segment} must be positive, or null for whole clips")
+    # a hop longer than the window would leave parts of a clip unevaluated
+    if hop is not None and not 0 < hop <= (segment if segment is not None else float("inf")):
+        raise AscError(f"data.eval_hop_seconds={hop} must be positive and at most data.segment_seconds={segment} "
+                       "(windows must cover the clip), or null for half a segment")
+    if segment is None and cfg.model.spatial_attention == "track" \
+            and MODELS.meta(cfg.model.name).get("pooled") and POOLINGS.meta(cfg.model.pooling).get("spatial"):
+        raise AscError("model.spatial_attention=track needs a fixed number of frames, but data.segment_seconds=null "
+                       "feeds clips of different lengths; use model.spatial_attention=summary or set "
+                       "data.segment_seconds")
 
 
 def _check_shapes(cfg: DictConfig) -> None:

@@ -34,7 +34,6 @@ from asc.registry import MODELS
 from asc.segments import aggregate_segments
 
 
-
 def selection_score(acc: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
     """``val/select``: accuracy, ties broken by the lower loss, as acc - 1e-6 * loss in
     float64.  (In float32 one step near acc 0.8 is 6e-8, so loss differences below about

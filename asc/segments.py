@@ -10,12 +10,17 @@ import math
 import torch
 import torch.nn.functional as F
 
+VOTE_TIE_BREAK = 1e-4  # weight of the segment probabilities beside each one-hot vote
+
 
 def aggregate_segments(logits: torch.Tensor, clip: torch.Tensor, n_clips: int, how: str = "mean_prob") -> torch.Tensor:
     """Clip probabilities (n_clips, C) from segment logits (S, C) and their clip ids (S,).
 
     ``mean_prob``: mean of segment probabilities; ``mean_logprob``: softmax of the mean
-    log-probability; ``vote``: share of segments voting for each class.
+    log-probability; ``vote``: share of segments voting for each class, ties broken by the
+    mean probability (each vote carries 1e-4 of the segment's probabilities, renormalised:
+    less than one vote in 10 000 segments, but enough that the first class in label order
+    no longer wins every tie).
     """
     logits = logits.float()
     counts = torch.zeros(n_clips, device=logits.device).index_add_(0, clip, torch.ones_like(clip, dtype=torch.float))
@@ -24,7 +29,8 @@ def aggregate_segments(logits: torch.Tensor, clip: torch.Tensor, n_clips: int, h
     elif how == "mean_logprob":
         per_seg = torch.log_softmax(logits, -1)
     elif how == "vote":
-        per_seg = F.one_hot(logits.argmax(-1), logits.shape[-1]).float()
+        per_seg = (F.one_hot(logits.argmax(-1), logits.shape[-1]).float() + VOTE_TIE_BREAK * torch.softmax(logits, -1)
+                   ) / (1 + VOTE_TIE_BREAK)
     else:
         raise ValueError(f"unknown aggregation {how!r}")
     summed = torch.zeros(n_clips, logits.shape[-1], device=logits.device).index_add_(0, clip, per_seg)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from asc.config import load_config
@@ -58,7 +59,11 @@ def test_clip_aggregation():
     mean = aggregate_segments(logits, clip, 2, "mean_prob")
     torch.testing.assert_close(mean, torch.tensor([[1.4 / 3, 1.6 / 3], [0.2, 0.8]]))
     vote = aggregate_segments(logits, clip, 2, "vote")
-    torch.testing.assert_close(vote, torch.tensor([[2 / 3, 1 / 3], [0.0, 1.0]]))
+    torch.testing.assert_close(vote, torch.tensor([[2 / 3, 1 / 3], [0.0, 1.0]]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(vote.sum(1), torch.ones(2))
+    # a tied vote goes to the class with the higher mean probability, not to the first class
+    tied = aggregate_segments(torch.tensor([[0.0, 0.0, 9.0], [1.0, 0.9, 0.0]]), torch.tensor([0, 0]), 1, "vote")
+    assert tied.argmax(1).item() == 2 and tied[0, 0] == pytest.approx(0.5, abs=1e-4)
     geo = aggregate_segments(logits, clip, 2, "mean_logprob")
     torch.testing.assert_close(geo.sum(1), torch.ones(2))
     assert geo[0, 0] < mean[0, 0]  # the 0.1 segment weighs more in the geometric mean

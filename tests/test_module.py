@@ -283,7 +283,6 @@ def test_checkpoint_selection_breaks_accuracy_ties_by_small_loss_differences():
     """val/select = acc - 1e-6 * loss in float64: a loss lower by 0.01 at the same accuracy
     wins (in float32 the two were equal and the earlier epoch stayed chosen); one clip of
     accuracy in 50 000 outweighs any loss."""
-    from asc.module import selection_score
 
     acc = torch.tensor(0.8)  # float32, as torchmetrics returns it
     assert selection_score(acc, torch.tensor(0.51)) > selection_score(acc, torch.tensor(0.52))

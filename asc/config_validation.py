@@ -182,6 +182,12 @@ def _check_values(cfg: DictConfig) -> None:
         raise AscError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
 
 
+def needs_fixed_frames(model_cfg) -> bool:
+    """Whether the network is built for one number of frames (``track`` spatial attention)."""
+    return model_cfg.spatial_attention == "track" and bool(MODELS.meta(model_cfg.name).get("pooled")) \
+        and bool(POOLINGS.meta(model_cfg.pooling).get("spatial"))
+
+
 def _check_segments(cfg: DictConfig) -> None:
     """The network's input length and the evaluation windows' hop."""
     segment, hop = cfg.data.segment_seconds, cfg.data.eval_hop_seconds
@@ -191,8 +197,7 @@ def _check_segments(cfg: DictConfig) -> None:
     if hop is not None and not 0 < hop <= (segment if segment is not None else float("inf")):
         raise AscError(f"data.eval_hop_seconds={hop} must be positive and at most data.segment_seconds={segment} "
                        "(windows must cover the clip), or null for half a segment")
-    if segment is None and cfg.model.spatial_attention == "track" \
-            and MODELS.meta(cfg.model.name).get("pooled") and POOLINGS.meta(cfg.model.pooling).get("spatial"):
+    if segment is None and needs_fixed_frames(cfg.model):
         raise AscError("model.spatial_attention=track needs a fixed number of frames, but data.segment_seconds=null "
                        "feeds clips of different lengths; use model.spatial_attention=summary or set "
                        "data.segment_seconds")

@@ -29,30 +29,42 @@ def frame_params(sample_rate: int, win_ms: float, hop_ms: float) -> tuple[int, i
     return int(round(sample_rate * win_ms / 1000)), int(round(sample_rate * hop_ms / 1000))
 
 
-def n_frames(n_samples: int, hop: int) -> int:
-    """Frames produced for ``n_samples`` by a centred front-end."""
-    return n_samples // hop + 1
+def n_frames(n_samples, hop: int, win: int):
+    """Frames a centred front-end produces for ``n_samples`` (an int or a tensor): nnAudio
+    pads win // 2 samples on each side, so (n + 2 (win // 2) - win) // hop + 1, which is
+    n // hop + 1 for an even window and (n - 1) // hop + 1 for an odd one."""
+    return (n_samples + 2 * (win // 2) - win) // hop + 1
 
 
-def frame_mask(lengths: torch.Tensor | None, hop: int, n_total: int) -> torch.Tensor | None:
-    """(B, n_total) bool: True for the frames of each clip's first ``lengths`` samples
-    (frame t is centred on sample t * hop), False for padding; None when ``lengths`` is
-    None (every frame valid).  Every clip keeps at least one frame."""
+def framing_window(name: str, win: int) -> int:
+    """The window whose centre padding sets front-end ``name``'s frame count (the ``win`` of
+    :func:`n_frames`): ``win``, or 0 for a front-end registered with ``own_kernel=True``
+    (``cqt``: nnAudio pads its power-of-two kernels, so n // hop + 1 frames whatever ``win``)."""
+    return 0 if FRONTENDS.meta(name).get("own_kernel") else win
+
+
+def frame_mask(lengths: torch.Tensor | None, hop: int, n_total: int, win: int) -> torch.Tensor | None:
+    """(B, n_total) bool: True for the frames that each clip's first ``lengths`` samples
+    give on their own (frame t is centred on sample t * hop; :func:`n_frames`), False for
+    padding; None when ``lengths`` is None (every frame valid).  Every clip keeps at least
+    one frame."""
     if lengths is None:
         return None
-    n_valid = (lengths // hop + 1).clamp(1, n_total)
+    n_valid = n_frames(lengths, hop, win).clamp(1, n_total)
     return torch.arange(n_total, device=lengths.device)[None, :] < n_valid[:, None]
 
 
-def padding_mask(lengths: torch.Tensor | None, hop: int, n_total: int) -> torch.Tensor | None:
+def padding_mask(lengths: torch.Tensor | None, hop: int, n_total: int, win: int) -> torch.Tensor | None:
     """:func:`frame_mask`, or None when no row is padded (the models' fast path)."""
-    valid = frame_mask(lengths, hop, n_total)
+    valid = frame_mask(lengths, hop, n_total, win)
     return None if valid is None or bool(valid.all()) else valid
 
 
 # Front-ends (asc.registry.FRONTENDS): a function of those of sample_rate, n_bins, win, hop
 # (samples), fmin, fmax (Hz) it needs, returning an nn.Module waveform (B, N) -> power
-# (B, n_bins, T) (or magnitude, registered with magnitude=True), centred frames of hop samples.
+# (B, n_bins, T) (or magnitude, registered with magnitude=True), frames centred on multiples of
+# hop with win // 2 samples of padding at each end (n_frames; own_kernel=True: even kernels of
+# its own, whatever win).
 
 @FRONTENDS.register("gammatone")
 def gammatone(sample_rate, n_bins, win, hop, fmin, fmax):
@@ -79,7 +91,7 @@ def stft(sample_rate, n_bins, win, hop, fmin, fmax):
                   sr=sample_rate, output_format="Magnitude", verbose=False)
 
 
-@FRONTENDS.register("cqt", magnitude=True)
+@FRONTENDS.register("cqt", magnitude=True, own_kernel=True)
 def cqt(sample_rate, n_bins, hop, fmin, fmax):
     import nnAudio.features as F
 
@@ -116,6 +128,7 @@ class LogSpectrogram(nn.Module):
         self.name, self.sample_rate, self.n_bins, self.log_eps = name, sample_rate, n_bins, log_eps
         win, hop = frame_params(sample_rate, win_ms, hop_ms)
         self.win, self.hop = win, hop
+        self.frame_win = framing_window(name, win)  # for n_frames
         fmax = float(fmax or sample_rate / 2)
         if not 0 <= fmin < fmax <= sample_rate / 2:
             raise ValueError(f"need 0 <= fmin ({fmin}) < fmax ({fmax}) <= sample_rate/2 ({sample_rate / 2})")

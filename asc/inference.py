@@ -22,10 +22,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from asc.config_validation import needs_fixed_frames
 from asc.data.audio import display_name
 from asc.data.batches import segment_samples, segment_starts
 from asc.errors import AscError
-from asc.features import frame_params, n_frames
+from asc.features import frame_params, framing_window, n_frames
 from asc.models import build_model
 from asc.models.pooling import weight_spread
 from asc.pipeline import FeaturePipeline
@@ -38,8 +39,9 @@ def build_network(cfg: DictConfig, n_classes: int) -> nn.Module:
     f = cfg.features
     sample_rate = int(cfg.data.sample_rate)
     segment = segment_samples(cfg.data, sample_rate)
-    _, hop = frame_params(sample_rate, f.win_ms, f.hop_ms)
-    return build_model(cfg.model, n_classes, f.n_bins, n_frames(segment, hop) if segment else None)
+    win, hop = frame_params(sample_rate, f.win_ms, f.hop_ms)
+    frames = n_frames(segment, hop, framing_window(f.name, win)) if segment else None
+    return build_model(cfg.model, n_classes, f.n_bins, frames)
 
 
 class Predictor(nn.Module):
@@ -133,7 +135,7 @@ class Predictor(nn.Module):
         if with_spec:
             out["spec"] = self.features(wave[None].to(self.device))[0].float().cpu().numpy()
         if attention["temporal"]:
-            out.update(stitch_attention(attention, n_frames(len(wave), self.frontend.hop)))
+            out.update(stitch_attention(attention, n_frames(len(wave), self.frontend.hop, self.frontend.frame_win)))
         self.train(was_training)
         return out
 
@@ -143,19 +145,26 @@ class Predictor(nn.Module):
         ``temporal`` and ``mask`` as ``(first_frame, values)`` pieces on the clip's
         spectrogram frames, ``spatial`` (one tensor per batch)."""
         size = len(wave) if self.segment is None else min(len(wave), self.segment)
+        # a clip shorter than a segment goes in whole, unless the network is built for the
+        # segment's frames: then padded to it and masked, as in testing
+        padded_to = self.segment if needs_fixed_frames(self.cfg.model) and size < self.segment else size
         frame_hop = self.frontend.hop
         logits_all = []
         attention = {k: [] for k in ("temporal", "mask", "spatial", "spread_time", "spread_features")}
         for b in range(0, len(starts), batch):
             chunk = starts[b:b + batch]
             segs = torch.stack([wave[s:s + size] for s in chunk]).to(self.device)
-            spec = self.features(segs)
-            logits, attn = self(spec)  # every segment is `size` samples long: no padding
+            lengths = None
+            if padded_to > size:
+                segs = torch.nn.functional.pad(segs, (0, padded_to - size))
+                lengths = torch.full((len(chunk),), size, device=self.device)
+            spec = self.pipeline.features(segs, lengths)
+            logits, attn = self(spec, self.pipeline.valid_frames(lengths, spec.shape[-1]))
             logits_all.append(logits.float().cpu())
             if not attn:
                 continue
             a, m = attn["temporal"].float().cpu(), attn["mask"].float().cpu()
-            reduction = math.ceil(n_frames(size, frame_hop) / a.shape[1])
+            reduction = math.ceil(n_frames(padded_to, frame_hop, self.frontend.frame_win) / a.shape[1])
             for k, s in enumerate(chunk):
                 first = int(s) // frame_hop
                 # each attention frame covers `reduction` spectrogram frames; a_t is spread evenly

@@ -76,7 +76,7 @@ class FeaturePipeline(nn.Module):
 
     def valid_frames(self, lengths: torch.Tensor | None, n_total: int) -> torch.Tensor | None:
         """Frame mask (B, T) of rows with ``lengths`` valid samples; None when no row is padded."""
-        return padding_mask(lengths, self.hop, n_total)
+        return padding_mask(lengths, self.hop, n_total, self.frontend.frame_win)
 
     @torch.no_grad()
     def fit(self, batches: Iterable[dict], device: torch.device,

@@ -10,8 +10,16 @@ def test_front_ends_on_cpu(name):
     fe = LogSpectrogram(name, sample_rate=16000, n_bins=64)
     wave = torch.randn(2, 16000) * 0.1
     spec = fe(wave)
-    assert spec.shape == (2, 64, n_frames(16000, 320)) == (2, 64, 51)
+    assert spec.shape == (2, 64, n_frames(16000, 320, 640)) == (2, 64, 51)
     assert spec.dtype == torch.float32 and torch.isfinite(spec).all()
+
+
+@pytest.mark.parametrize("name", ["gammatone", "mel", "stft", "cqt"])
+@pytest.mark.parametrize("win_ms", [25.0, 40.0])  # 551 (odd) and 882 samples at 22.05 kHz
+def test_frame_count_for_odd_and_even_windows(name, win_ms):
+    fe = LogSpectrogram(name, sample_rate=22050, n_bins=32, win_ms=win_ms, hop_ms=10.0)
+    for n in (2200, 2201, 2419):  # a multiple of the hop (220), one more, one less than the next
+        assert fe(torch.zeros(1, n)).shape[-1] == n_frames(n, fe.hop, fe.frame_win), (fe.win, n)
 
 
 def test_gammatone_peaks_at_the_tone_band():

@@ -80,7 +80,7 @@ def test_clip_in_a_padded_batch_equals_the_clip_alone():
 
 
 def test_frame_mask_and_band_statistics_exclude_padding():
-    valid = frame_mask(torch.tensor([3200, 100, 0]), hop=320, n_total=11)
+    valid = frame_mask(torch.tensor([3200, 100, 0]), hop=320, n_total=11, win=640)
     assert valid.sum(1).tolist() == [11, 1, 1]  # every clip keeps at least one frame
     norm = BandStandardizer(2)
     spec = torch.zeros(2, 2, 11)

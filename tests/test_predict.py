@@ -199,3 +199,21 @@ def test_checkpoint_found_by_wandb_run_id(checkpoint, monkeypatch):
     monkeypatch.chdir(checkpoint.parents[3])
     with pytest.raises(AscError, match="neither a file nor the W&B run id"):
         resolve_checkpoint("zzzzzzzz", ".")
+
+
+def test_track_attention_with_an_odd_window_predicts_short_and_long_clips():
+    """A network built for a fixed number of frames (``track``) with an odd analysis window
+    (201 samples: one frame fewer than an even one on a multiple of the hop): built for the
+    frames the front-end gives, and a clip shorter than a segment is padded and masked."""
+    from asc.config import load_config
+    from asc.inference import Predictor
+
+    cfg = load_config(overrides=["data.sample_rate=8000", "features.win_ms=25.125", "features.hop_ms=10",
+                                 "features.n_bins=16", "data.segment_seconds=0.5", "model.spatial_attention=track",
+                                 "model.conv_channels=[4,8]", "model.freq_pool=[4,4]", "model.time_pool=[2,1]",
+                                 "model.rnn_hidden=8"])
+    predictor = Predictor(cfg, ["a", "b", "c"])
+    assert (predictor.frontend.win, predictor.frontend.hop) == (201, 80)
+    for seconds in (0.2, 0.5, 1.3):
+        out = predictor.analyse_clip(np.random.default_rng(0).normal(size=int(seconds * 8000)).astype(np.float32))
+        assert out["probs"].shape == (3,) and np.isfinite(out["probs"]).all() and np.isfinite(out["temporal"]).all()

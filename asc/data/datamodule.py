@@ -113,8 +113,11 @@ class SceneDataModule(L.LightningDataModule):
         return self._eval_loader(self.test_idx)
 
     def stats_dataloader(self):
-        """Whole training clips in non-overlapping segments, for the normalisation statistics
-        (under DDP, this rank's share of them)."""
+        """Whole training clips in segments one segment apart, for the normalisation
+        statistics (under DDP, this rank's share of them).  The last segment ends at the
+        clip's end, so it overlaps the one before by up to a segment (a 10 s clip in 4 s
+        segments: 2 s counted twice).  Kept as is: changing it would change every fitted
+        statistic, and so every result measured so far, for a slight reweighting of frames."""
         return self._eval_loader(self.train_idx, hop=self.segment or 1)
 
     # ---------------------------------------------------------------- on the device

@@ -98,13 +98,20 @@ def test_variant_shorthand():
     ("trainer.enable_checkpointing=false", "trainer.enable_checkpointing=false cannot work"),
     ("trainer.precision=17", "trainer.precision=17 does not fit"),
 ])
-def test_bad_trainer_values_are_one_error_before_anything_is_written(tmp_path, override, match):
+def test_bad_trainer_values_are_one_error_before_anything_is_written(tmp_path, override, match, capsys,
+                                                                      monkeypatch):
+    """In this process (test_cli_reports_user_mistakes_without_traceback runs the command as
+    its own process): the exit status, the one error line, and no experiment folder."""
     import re
 
-    proc = subprocess.run([sys.executable, "-m", "asc.cli", "cv", f"output_dir={tmp_path}", override],
-                          capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 2 and re.match(f"error: {match}", proc.stderr), proc.stderr[-2000:]
-    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "default").exists()
+    from asc.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_SILENT", "true")  # what the command sets, undone after the test
+    assert main(["cv", f"output_dir={tmp_path}", override]) == 2
+    err = capsys.readouterr().err
+    assert re.match(f"error: {match}", err), err[-2000:]
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "default").exists()
 
 
 def test_good_trainer_values_pass():

@@ -9,7 +9,7 @@ import torch
 from asc import bench
 
 SMALL = ["model.conv_channels=[4,8,8]", "model.rnn_hidden=8", "model.rnn_layers=1", "data.batch_size=4",
-         "data.num_workers=0", "data.segment_seconds=1.0"]
+         "data.num_workers=0", "data.segment_seconds=1.0", "data.eval_hop_seconds=null"]
 
 
 def test_steady_rate_excludes_warmup_and_takes_the_median():

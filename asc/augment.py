@@ -97,22 +97,22 @@ def bc_mix(x1: torch.Tensor, x2: torch.Tensor, r: torch.Tensor, sample_rate: int
 
 
 def bc_mix_spectrogram(s1: torch.Tensor, s2: torch.Tensor, r: torch.Tensor,
-                       valid: torch.Tensor | None = None) -> torch.Tensor:
+                       valid1: torch.Tensor | None = None, valid2: torch.Tensor | None = None) -> torch.Tensor:
     """BC mix of standardised spectrograms (B, F, T): the std-ratio form
     p = 1 / (1 + (sigma1 / sigma2) (1 - r) / r) of the same formula, on each row's
     deviations from its mean (BC+: the 1 / sqrt(p^2 + (1 - p)^2) rescaling assumes zero-mean
     inputs, and would otherwise scale a log spectrogram's level), the means mixed back as
-    p mu1 + (1 - p) mu2.  Means and stds are over the mix's valid frames (``valid`` (B, T),
-    None: all), so padding does not change p."""
-    w = s1.new_ones(len(s1), 1, s1.shape[-1]) if valid is None else valid[:, None, :].to(s1.dtype)
-    count = (w.sum((1, 2)) * s1.shape[1]).clamp_min(2)
+    p mu1 + (1 - p) mu2.  Each side's mean and std are over its own frames (``valid1``,
+    ``valid2`` (B, T), None: all), so neither clip's padding changes p."""
 
-    def moments(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def moments(s: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        w = s.new_ones(len(s), 1, s.shape[-1]) if valid is None else valid[:, None, :].to(s.dtype)
+        count = (w.sum((1, 2)) * s.shape[1]).clamp_min(2)
         mean = (s * w).sum((1, 2)) / count
         var = ((s - mean[:, None, None]) ** 2 * w).sum((1, 2)) / (count - 1)
         return mean, var.sqrt().clamp_min(1e-8)
 
-    (mu1, sd1), (mu2, sd2) = moments(s1), moments(s2)
+    (mu1, sd1), (mu2, sd2) = moments(s1, valid1), moments(s2, valid2)
     p = r / (r + sd1 / sd2 * (1 - r))
     centred = _mix(s1 - mu1[:, None, None], s2 - mu2[:, None, None], p)
     return centred + (p * mu1 + (1 - p) * mu2)[:, None, None].to(s1.dtype)
@@ -137,7 +137,8 @@ def draw_partners(labels: torch.Tensor, generator: torch.Generator | None = None
 # Mixers (asc.registry.MIXERS): a function of the waveform batch (B, N), its labels (B,),
 # one-hot targets (B, C) and those of sample_rate, gain, mixup_alpha it needs, returning
 # (wave, soft targets (B, C), partners (B,) or None, ratios (B,) or None).  Registered with
-# spectrogram=f, f(spec, spec[partners], ratios, valid) also mixes the spectrograms after the front-end.
+# spectrogram=f, f(spec, spec[partners], ratios, valid, valid[partners]) also mixes the spectrograms after
+# the front-end (valid: each row's own frame mask before the mix, or None).
 
 @MIXERS.register("none")
 def no_mix(wave, onehot):
@@ -187,11 +188,13 @@ def mix_batch(wave: torch.Tensor, labels: torch.Tensor, n_classes: int, mode: st
                      gain=gain, mixup_alpha=mixup_alpha)
 
 
-def mix_spectrogram(mode: str, spec: torch.Tensor, partners, r, valid: torch.Tensor | None = None) -> torch.Tensor:
+def mix_spectrogram(mode: str, spec: torch.Tensor, partners, r, own_valid: torch.Tensor | None = None) -> torch.Tensor:
     """The after-front-end part of the mixer ``mode`` (``bc_spec``), else ``spec`` as is;
-    ``valid`` (B, T): the mix's frame mask (None: no padding)."""
+    ``own_valid`` (B, T): each row's own frames before the mix (None: no padding)."""
     mix = MIXERS.meta(mode).get("spectrogram")
-    return spec if mix is None or partners is None else mix(spec, spec[partners], r, valid)
+    if mix is None or partners is None:
+        return spec
+    return mix(spec, spec[partners], r, own_valid, None if own_valid is None else own_valid[partners])
 
 
 def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

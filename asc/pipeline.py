@@ -21,8 +21,8 @@ from torch import nn
 
 from asc.augment import mix_batch, mix_spectrogram
 from asc.compilation import Compiled, begin_step
-from asc.features import BandStandardizer, LogSpectrogram, padding_mask, subtract_clip_mean
-from asc.registry import AUGMENTATIONS, call_with
+from asc.features import BandStandardizer, LogSpectrogram, frame_mask, padding_mask, subtract_clip_mean
+from asc.registry import AUGMENTATIONS, MIXERS, call_with
 
 
 class FeaturePipeline(nn.Module):
@@ -104,6 +104,7 @@ class FeaturePipeline(nn.Module):
             wave = self.augmented("wave", wave, None, lengths)
             wave, targets, partners, r = mix_batch(wave, batch["label"], self.n_classes, a.mix,
                                                    self.sample_rate, a.gain, a.mixup_alpha)
+            own_lengths = lengths  # a spectrogram mix takes each partner's statistics over its own frames
             if partners is not None:  # a mix holds sound wherever either partner does
                 lengths = torch.maximum(lengths, lengths[partners])
             batch["target"] = targets
@@ -112,7 +113,11 @@ class FeaturePipeline(nn.Module):
         spec, valid = self.log_spectrogram(wave, lengths, padded=batch.get("padded", True), training=training)
         spec = self.norm(spec)
         if training:
-            spec = mix_spectrogram(a.mix, spec, partners, r, valid)
+            if MIXERS.meta(a.mix).get("spectrogram") and valid is not None:
+                own = frame_mask(own_lengths, self.hop, spec.shape[-1], self.frontend.frame_win)
+            else:
+                own = None
+            spec = mix_spectrogram(a.mix, spec, partners, r, own)
             spec = self.augmented("spec", spec, valid, lengths)
         batch["spec"], batch["valid"] = spec, valid
         return batch

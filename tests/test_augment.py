@@ -112,12 +112,19 @@ def test_spectrogram_mix_uses_std_ratio_on_centred_rows():
 
 
 def test_spectrogram_mix_ignores_padding():
-    """The same clips padded with 5 frames of -10 (masked out) mix to the same valid frames."""
-    s1, s2, r = torch.randn(1, 4, 6), torch.randn(1, 4, 6) * 3, torch.tensor([0.4])
-    pad = torch.full((1, 4, 5), -10.0)
-    valid = torch.tensor([[True] * 6 + [False] * 5])
-    padded = bc_mix_spectrogram(torch.cat([s1, pad], -1), torch.cat([s2, pad], -1), r, valid)
-    torch.testing.assert_close(padded[..., :6], bc_mix_spectrogram(s1, s2, r))
+    """A clip of 40 frames mixed with one of 10 padded to 40: the partner's mean and std
+    come from its own 10 frames, so its padding value does not change the mix where both
+    clips have sound, and p is what the two clips alone give."""
+    s1, s2, r = torch.randn(1, 4, 40), torch.randn(1, 4, 10) * 3, torch.tensor([0.4])
+    valid1, valid2 = torch.ones(1, 40, dtype=torch.bool), torch.tensor([[True] * 10 + [False] * 30])
+    mixes = [bc_mix_spectrogram(s1, torch.cat([s2, torch.full((1, 4, 30), v)], -1), r, valid1, valid2)
+             for v in (-6.0, -10.0)]
+    torch.testing.assert_close(mixes[0][..., :10], mixes[1][..., :10])
+    sd1, sd2 = s1.flatten(1).std(1), s2.flatten(1).std(1)
+    p = (1 / (1 + sd1 / sd2 * (1 - r) / r))[:, None, None]
+    mu1, mu2 = s1.mean((1, 2), keepdim=True), s2.mean((1, 2), keepdim=True)
+    want = (p * (s1[..., :10] - mu1) + (1 - p) * (s2 - mu2)) / torch.sqrt(p**2 + (1 - p) ** 2) + p * mu1 + (1 - p) * mu2
+    torch.testing.assert_close(mixes[0][..., :10], want)
 
 
 def test_partners_have_different_labels():

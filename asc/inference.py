@@ -28,6 +28,7 @@ from asc.data.batches import segment_samples, segment_starts
 from asc.errors import AscError
 from asc.features import frame_params, framing_window, n_frames
 from asc.models import build_model
+from asc.models.crnn import pool_mask
 from asc.models.pooling import weight_spread
 from asc.pipeline import FeaturePipeline
 from asc.segments import aggregate_segments, stitch_attention
@@ -159,21 +160,25 @@ class Predictor(nn.Module):
                 segs = torch.nn.functional.pad(segs, (0, padded_to - size))
                 lengths = torch.full((len(chunk),), size, device=self.device)
             spec = self.pipeline.features(segs, lengths)
-            logits, attn = self(spec, self.pipeline.valid_frames(lengths, spec.shape[-1]))
+            valid = self.pipeline.valid_frames(lengths, spec.shape[-1])
+            logits, attn = self(spec, valid)
             logits_all.append(logits.float().cpu())
             if not attn:
                 continue
             a, m = attn["temporal"].float().cpu(), attn["mask"].float().cpu()
             reduction = math.ceil(n_frames(padded_to, frame_hop, self.frontend.frame_win) / a.shape[1])
+            # a padded segment's pieces end at its own frames (and "uniform" is 1 / those frames)
+            keep = n_frames(size, frame_hop, self.frontend.frame_win) if padded_to > size else None
             for k, s in enumerate(chunk):
                 first = int(s) // frame_hop
                 # each attention frame covers `reduction` spectrogram frames; a_t is spread evenly
-                attention["temporal"].append((first, a[k].repeat_interleave(reduction) / reduction))
-                attention["mask"].append((first, m[k].repeat_interleave(reduction, 0) / reduction))
+                attention["temporal"].append((first, (a[k].repeat_interleave(reduction) / reduction)[:keep]))
+                attention["mask"].append((first, (m[k].repeat_interleave(reduction, 0) / reduction)[:keep]))
             spatial = attn["spatial"].float().cpu()
             attention["spatial"].append(spatial)
-            # each segment's own spread (segments are unpadded), before stitching blurs it
-            attention["spread_time"].append(weight_spread(a))
+            # each segment's own spread over its valid frames, before stitching blurs it
+            frames = None if valid is None else pool_mask(valid, self.cfg.model.time_pool).cpu()
+            attention["spread_time"].append(weight_spread(a, frames))
             attention["spread_features"].append(weight_spread(spatial))
         return torch.cat(logits_all), attention
 

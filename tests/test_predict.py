@@ -212,8 +212,17 @@ def test_track_attention_with_an_odd_window_predicts_short_and_long_clips():
                                  "features.n_bins=16", "data.segment_seconds=0.5", "model.spatial_attention=track",
                                  "model.conv_channels=[4,8]", "model.freq_pool=[4,4]", "model.time_pool=[2,1]",
                                  "model.rnn_hidden=8"])
+    torch.manual_seed(0)
     predictor = Predictor(cfg, ["a", "b", "c"])
     assert (predictor.frontend.win, predictor.frontend.hop) == (201, 80)
+    outs = {}
     for seconds in (0.2, 0.5, 1.3):
         out = predictor.analyse_clip(np.random.default_rng(0).normal(size=int(seconds * 8000)).astype(np.float32))
         assert out["probs"].shape == (3,) and np.isfinite(out["probs"]).all() and np.isfinite(out["temporal"]).all()
+        outs[seconds] = out
+    # the 0.2 s clip (1600 samples, 20 frames) padded to 0.5 s (50 frames): its attention,
+    # its uniform level and its spread are of its own 20 frames, not of the padding
+    short = outs[0.2]
+    assert len(short["temporal"]) == 20 and short["uniform"] == pytest.approx(1 / 20)
+    assert short["temporal"].sum() == pytest.approx(1.0, abs=0.02)
+    assert short["spread_time"] > 0.8 and outs[0.5]["uniform"] == pytest.approx(1 / 50)

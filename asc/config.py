@@ -39,7 +39,9 @@ def _friendly(e: OmegaConfBaseException, source: str) -> AscError:
         from asc.config_show import key_docs
         from asc.config_validation import trainer_keys
 
-        hint = did_you_mean(key, [*key_docs(), *("trainer." + k for k in trainer_keys())]) if key else ""
+        # any key or section but the sections the key is already in ('augment.bc': not 'augment')
+        known = [k for k in key_docs() if not key.startswith(k + ".")]
+        hint = did_you_mean(key, [*known, *("trainer." + k for k in trainer_keys())]) if key else ""
         return AscError(f"unknown config key {key!r} in {source}{hint}; `asc config show` lists every key")
     return AscError(f"bad value for {key!r} in {source}: {msg}")
 

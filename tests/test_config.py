@@ -21,6 +21,7 @@ def test_defaults_and_overrides(tmp_path):
     (["model.poolin=stap"], r"unknown config key 'model.poolin' .*\(did you mean 'model.pooling'\?\)"),
     (["max_epochs=3"], r"unknown config key 'max_epochs' .*\(did you mean 'trainer.max_epochs'\?\)"),
     (["model.colour=red"], r"unknown config key 'model.colour' in the command line; `asc config show` lists"),
+    (["augment.bc=true"], r"unknown config key 'augment.bc' in the command line; "),  # no section suggested
     (["model.pooling=attention"], "model.pooling='attention' is not allowed"),
     (["data.batch_size=abc"], "data.batch_size"),
     (["data.batch_size=0"], "data.batch_size=0 must be a positive"),

@@ -133,7 +133,7 @@ def format_comparison(name_a: str, name_b: str, r: dict) -> str:
 def _correction(r: dict) -> str:
     """How the interval was made, for :func:`format_comparison`."""
     if r["corrected"]:
-        return f" (Nadeau-Bengio corrected, n_test/n_train {r['test_train_ratio']:.3f})"
+        return f" (Nadeau-Bengio corrected, n_test/(n_train+n_val) {r['test_train_ratio']:.3f})"
     return " (uncorrected)"
 
 

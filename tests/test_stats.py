@@ -57,7 +57,7 @@ def test_compare_runs_corrects_over_several_folds_not_over_the_seeds_of_one(tmp_
     r = compare_runs(a, b)
     assert r["corrected"] and r["test_train_ratio"] == pytest.approx(0.25)
     assert r["se"] == pytest.approx(paired_difference(A, B, test_train_ratio=0.25)["se"])
-    assert "(Nadeau-Bengio corrected, n_test/n_train 0.250)" in format_comparison("a", "b", r)
+    assert "(Nadeau-Bengio corrected, n_test/(n_train+n_val) 0.250)" in format_comparison("a", "b", r)
     one_fold = compare_runs([_run(tmp_path, "c0", 0, A[:1]), _run(tmp_path, "c1", 1, A[1:2])],
                             [_run(tmp_path, "d0", 0, B[:1]), _run(tmp_path, "d1", 1, B[1:2])])
     assert one_fold["n"] == 2 and not one_fold["corrected"]

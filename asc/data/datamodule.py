@@ -113,11 +113,12 @@ class SceneDataModule(L.LightningDataModule):
         return self._eval_loader(self.test_idx)
 
     def stats_dataloader(self):
-        """Whole training clips in segments one segment apart, for the normalisation
-        statistics (under DDP, this rank's share of them).  The last segment ends at the
-        clip's end, so it overlaps the one before by up to a segment (a 10 s clip in 4 s
-        segments: 2 s counted twice).  Kept as is: changing it would change every fitted
-        statistic, and so every result measured so far, for a slight reweighting of frames."""
+        """Whole training clips in evenly spaced segments at most one segment apart, for the
+        normalisation statistics (under DDP, this rank's share of them).  The last segment
+        ends at the clip's end, so where a clip is not a whole number of segments they
+        overlap (a 10 s clip in 4 s segments starts them at 0, 3 and 6 s: 2 s counted
+        twice).  Kept as is: changing it would change every fitted statistic, and so every
+        result measured so far, for a slight reweighting of frames."""
         return self._eval_loader(self.train_idx, hop=self.segment or 1)
 
     # ---------------------------------------------------------------- on the device

@@ -219,9 +219,10 @@ def _check_shapes(cfg: DictConfig) -> None:
 
 def _check_training(cfg: DictConfig) -> None:
     """Trainer arguments, early stopping and the folds to run."""
-    unknown = sorted(set(cfg.trainer.keys()) - trainer_keys())
+    accepted = trainer_keys()
+    unknown = sorted(set(cfg.trainer.keys()) - accepted)
     if unknown:
-        known = ["trainer." + k for k in trainer_keys()]
+        known = ["trainer." + k for k in accepted]
         named = ", ".join(f"trainer.{k}{did_you_mean('trainer.' + k, known)}" for k in unknown)
         raise AscError(
             f"unknown trainer key(s): {named}; "

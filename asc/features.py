@@ -36,6 +36,13 @@ def n_frames(n_samples, hop: int, win: int):
     return (n_samples + 2 * (win // 2) - win) // hop + 1
 
 
+def configured_frames(features_cfg, sample_rate: int, n_samples: int) -> int:
+    """:func:`n_frames` of ``n_samples`` through the front-end the ``features`` config
+    describes, without building it."""
+    win, hop = frame_params(sample_rate, features_cfg.win_ms, features_cfg.hop_ms)
+    return n_frames(n_samples, hop, framing_window(features_cfg.name, win))
+
+
 def framing_window(name: str, win: int) -> int:
     """The window whose centre padding sets front-end ``name``'s frame count (the ``win`` of
     :func:`n_frames`): ``win``, or 0 for a front-end registered with ``own_kernel=True``

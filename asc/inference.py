@@ -26,7 +26,7 @@ from asc.config_validation import needs_fixed_frames
 from asc.data.audio import display_name
 from asc.data.batches import segment_samples, segment_starts
 from asc.errors import AscError
-from asc.features import frame_params, framing_window, n_frames
+from asc.features import configured_frames, n_frames
 from asc.models import build_model
 from asc.models.crnn import pool_mask
 from asc.models.pooling import weight_spread
@@ -40,8 +40,7 @@ def build_network(cfg: DictConfig, n_classes: int) -> nn.Module:
     f = cfg.features
     sample_rate = int(cfg.data.sample_rate)
     segment = segment_samples(cfg.data, sample_rate)
-    win, hop = frame_params(sample_rate, f.win_ms, f.hop_ms)
-    frames = n_frames(segment, hop, framing_window(f.name, win)) if segment else None
+    frames = configured_frames(f, sample_rate, segment) if segment else None
     return build_model(cfg.model, n_classes, f.n_bins, frames)
 
 

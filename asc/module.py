@@ -42,6 +42,7 @@ def selection_score(acc: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
     module logs (a clip's loss is at most -log(1e-8) = 18.4)."""
     return acc.detach().double() - 1e-6 * loss.detach().double()
 
+
 class WeightAverage(torch.nn.Module):
     """Exponential moving average of a network's weights and float buffers (BatchNorm
     statistics), kept beside the trained network (``optim.ema_epochs``).

@@ -57,14 +57,13 @@ def model_complexity(network: nn.Module, features_cfg, sample_rate: int, segment
 def complexity_from_config(cfg, n_classes: int) -> dict:
     """:func:`model_complexity` of the network that ``cfg`` (a full experiment config)
     builds for ``n_classes`` classes."""
-    from asc.features import frame_params, framing_window, n_frames
+    from asc.features import configured_frames
     from asc.models import build_model
 
     sr, f = int(cfg.data.sample_rate), cfg.features
     seconds = cfg.data.segment_seconds or 10.0  # whole clips (null): counted on 10 s of audio
     segment = int(round(seconds * sr))
-    win, hop = frame_params(sr, f.win_ms, f.hop_ms)
-    network = build_model(cfg.model, n_classes, f.n_bins, n_frames(segment, hop, framing_window(f.name, win)))
+    network = build_model(cfg.model, n_classes, f.n_bins, configured_frames(f, sr, segment))
     return model_complexity(network, f, sr, seconds)
 
 

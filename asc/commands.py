@@ -125,11 +125,13 @@ def cmd_ensemble(args) -> int:
 def cmd_compare(args) -> int:
     import json
 
-    from asc.stats import compare_runs, format_comparison
+    from asc.stats import compare_runs, format_comparison, format_fold_breakdown
 
     corrected = True if args.corrected else False if args.uncorrected else None
     result = compare_runs(args.a, args.b, args.metric, args.level, corrected)
     print(format_comparison(" + ".join(Path(p).name for p in args.a), " + ".join(Path(p).name for p in args.b), result))
+    if by_fold := format_fold_breakdown(result):
+        print(by_fold)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

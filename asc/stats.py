@@ -15,7 +15,9 @@ the seeds of one fold share its clips, so J = seeds × folds differences are far
 independent.  Over seeds × folds this is Bouckaert & Frank's corrected repeated k-fold test
 (PAKDD 2004): (1/(k·r) + n_test/n_train) · s², k·r − 1 degrees of freedom.  Pairs from one
 fold only (the seeds of one split) are compared uncorrected: that interval is about the
-seeds on that split, not about other data.
+seeds on that split, not about other data.  :func:`fold_breakdown` shows whether the
+differences do cluster by fold (a one-way analysis of variance), where each fold has
+several seeds.
 """
 
 from __future__ import annotations
@@ -115,8 +117,45 @@ def compare_runs(runs_a: list[str], runs_b: list[str], metric: str = "test/acc",
         raise AscError(f"{metric} is not a finite number for (seed, fold) {bad[0]}: rerun that fold")
     result = paired_difference(*values, level, ratio)
     result["pairs"] = [list(p) for p in pairs]
+    result["a"], result["b"] = values
     result["metric"] = metric
+    result["by_fold"] = fold_breakdown(pairs, *values, level)
     return result
+
+
+def fold_breakdown(pairs: list[tuple[int, int]], a: list[float], b: list[float], level: float = 0.90) -> dict | None:
+    """How the paired differences ``a - b`` cluster by fold, when each of several folds
+    holds at least two seeds (otherwise None).
+
+    Returns
+    -------
+    dict
+        ``folds`` and ``fold_diffs`` (each fold's mean difference over its seeds); ``F`` and
+        ``p`` of a one-way analysis of variance of the differences by fold (a fold effect: the
+        seeds of one fold share its clips); ``var_fold`` and ``var_seed``, the variance
+        components (MS_between - MS_within) / n0 (0 when negative) and MS_within; and
+        ``fold_means``, the plain paired t interval over the folds' mean accuracies (seeds
+        averaged first, :func:`paired_difference` without correction).
+    """
+    folds = sorted({fold for _, fold in pairs})
+    groups = [np.array([x - y for (_, f), x, y in zip(pairs, a, b) if f == fold]) for fold in folds]
+    sizes = np.array([len(g) for g in groups])
+    if len(folds) < 2 or sizes.min() < 2:
+        return None
+    n, k = sizes.sum(), len(folds)
+    grand = np.concatenate(groups).mean()
+    ms_between = float(sum(m * (g.mean() - grand) ** 2 for m, g in zip(sizes, groups)) / (k - 1))
+    ms_within = float(sum(((g - g.mean()) ** 2).sum() for g in groups) / (n - k))
+    if ms_within > 0:
+        f_stat = ms_between / ms_within
+        p = float(sps.f.sf(f_stat, k - 1, n - k))
+    else:  # every fold's seeds agree exactly: any spread is between folds
+        f_stat, p = (math.inf, 0.0) if ms_between > 0 else (math.nan, 1.0)
+    n0 = (n - (sizes ** 2).sum() / n) / (k - 1)  # the mean group size, for unequal groups (Searle)
+    means = [[float(np.mean([v for (_, f), v in zip(pairs, side) if f == fold])) for fold in folds] for side in (a, b)]
+    return {"folds": folds, "fold_diffs": [float(g.mean()) for g in groups], "F": f_stat, "p": p,
+            "var_fold": max(0.0, (ms_between - ms_within) / n0), "var_seed": ms_within,
+            "fold_means": paired_difference(*means, level)}
 
 
 def format_comparison(name_a: str, name_b: str, r: dict) -> str:
@@ -128,6 +167,24 @@ def format_comparison(name_a: str, name_b: str, r: dict) -> str:
             f"[{pct * r['low']:+.2f}, {pct * r['high']:+.2f}]{_correction(r)}, "
             f"p = {r['p']:.3f}, {r['wins']} wins / {r['ties']} ties / {r['losses']} losses "
             f"over {r['n']} (seed, fold) pairs")
+
+
+def format_fold_breakdown(r: dict) -> str | None:
+    """A second line for :func:`format_comparison`'s result: the differences by fold, the
+    fold effect and the interval over the folds' means (None without a breakdown)."""
+    by_fold = r.get("by_fold")
+    if not by_fold:
+        return None
+    pct = 100 if not r["metric"].endswith("loss") else 1
+    unit = " points" if pct == 100 else ""
+    diffs = " / ".join(f"{pct * d:+.2f}" for d in by_fold["fold_diffs"])
+    variances = f"fold {pct ** 2 * by_fold['var_fold']:.2f}, seed {pct ** 2 * by_fold['var_seed']:.2f}"
+    means = by_fold["fold_means"]
+    return (f"by fold {', '.join(map(str, by_fold['folds']))}: mean difference {diffs}{unit}; fold effect "
+            f"F = {by_fold['F']:.2f}, p = {by_fold['p']:.3f} (variance components: {variances}"
+            f"{unit.replace('points', 'points²')}); over the {len(by_fold['folds'])} folds' means "
+            f"(seeds averaged, uncorrected): {pct * means['diff']:+.2f} "
+            f"[{pct * means['low']:+.2f}, {pct * means['high']:+.2f}], p = {means['p']:.3f}")
 
 
 def _correction(r: dict) -> str:

@@ -64,6 +64,40 @@ def test_compare_runs_corrects_over_several_folds_not_over_the_seeds_of_one(tmp_
     assert compare_runs(a, b, corrected=False)["se"] < r["se"]
 
 
+def test_fold_breakdown_matches_scipy_one_way_anova_and_a_hand_computation():
+    """Differences of 3 folds with 3, 3 and 2 seeds: F and p are scipy's f_oneway; the
+    variance components are (MS_between - MS_within) / n0 and MS_within, n0 = (N - sum n_i^2 / N) / (k - 1)."""
+    from asc.stats import fold_breakdown
+
+    pairs = [(s, 1) for s in range(3)] + [(s, 2) for s in range(3)] + [(s, 3) for s in range(2)]
+    d = np.array([0.00, 0.02, 0.01, -0.05, -0.03, -0.04, 0.03, 0.01])
+    b = np.full(8, 0.9)
+    r = fold_breakdown(pairs, list(b + d), list(b))
+    groups = [d[:3], d[3:6], d[6:]]
+    f_stat, p = sps.f_oneway(*groups)
+    assert (r["F"], r["p"]) == pytest.approx((f_stat, p))
+    assert r["fold_diffs"] == pytest.approx([g.mean() for g in groups])
+    ms_within = sum(((g - g.mean()) ** 2).sum() for g in groups) / (8 - 3)
+    ms_between = sum(len(g) * (g.mean() - d.mean()) ** 2 for g in groups) / 2
+    assert r["var_seed"] == pytest.approx(ms_within)
+    assert r["var_fold"] == pytest.approx((ms_between - ms_within) / ((8 - (9 + 9 + 4) / 8) / 2))
+    fold_means = r["fold_means"]
+    assert fold_means["n"] == 3 and fold_means["diff"] == pytest.approx(np.mean([g.mean() for g in groups]))
+    assert not fold_means["corrected"]
+
+
+def test_fold_breakdown_needs_two_seeds_in_each_of_two_folds():
+    from asc.stats import fold_breakdown
+
+    assert fold_breakdown([(0, 1), (0, 2), (0, 3)], [0.9, 0.8, 0.7], [0.8, 0.8, 0.8]) is None
+    assert fold_breakdown([(0, 1), (1, 1)], [0.9, 0.8], [0.8, 0.8]) is None
+    assert fold_breakdown([(0, 1), (1, 1), (0, 2)], [0.9, 0.8, 0.7], [0.8, 0.8, 0.8]) is None
+    exact = fold_breakdown([(0, 1), (1, 1), (0, 2), (1, 2)], [0.9, 0.9, 0.7, 0.7], [0.8] * 4)
+    assert exact["F"] == np.inf and exact["p"] == 0.0 and exact["var_seed"] == 0.0
+    none = fold_breakdown([(0, 1), (1, 1), (0, 2), (1, 2)], [0.8] * 4, [0.8] * 4)
+    assert np.isnan(none["F"]) and none["p"] == 1.0 and none["var_fold"] == 0.0
+
+
 def test_compare_command_correction_flags(tmp_path):
     from helpers.cli import asc
 
@@ -73,6 +107,8 @@ def test_compare_command_correction_flags(tmp_path):
     plain = asc("compare", "--a", *a, "--b", *b, "--uncorrected", cwd=tmp_path)
     assert default.returncode == plain.returncode == 0
     assert "Nadeau-Bengio corrected" in default.stdout and "(uncorrected)" in plain.stdout
+    # 2 seeds in each of 3 folds: the differences by fold (A - B: +2.5 / 0 / +2.0 points) and the fold effect
+    assert "by fold 1, 2, 3: mean difference +2.50 / +0.00 / +2.00 points; fold effect F = " in default.stdout
     both = asc("compare", "--a", *a, "--b", *b, "--corrected", "--uncorrected", cwd=tmp_path)
     assert both.returncode == 2 and "not allowed with" in both.stderr
 

@@ -119,10 +119,28 @@ def selected_folds(cfg: DictConfig, clips) -> list[int]:
     """The folds ``cv.folds`` names (default: all of the data set's), checked to exist."""
     available = sorted(clips.folds)
     folds = list(cfg.cv.folds) if cfg.cv.folds is not None else available
+    repeated = sorted({k for k in folds if folds.count(k) > 1})
+    if repeated:
+        raise AscError(f"cv.folds={folds} names fold(s) {repeated} more than once; name each fold once")
     missing = [k for k in folds if k not in clips.folds]
     if missing:
         raise AscError(f"cv.folds={folds}: fold(s) {missing} do not exist in {clips.name}; available: {available}")
     return folds
+
+
+def single_device(trainer: DictConfig) -> bool:
+    """Whether ``trainer.devices`` and ``trainer.num_nodes`` name one device: 1, a list of one
+    (``[0]``), or ``auto`` / -1 where that is one (a CPU, or a machine with at most one GPU)."""
+    import torch
+
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    if str(nodes) != "1":
+        return False
+    if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
+        return len(devices) == 1
+    if str(devices) in ("auto", "-1"):
+        return trainer.get("accelerator", "auto") == "cpu" or torch.cuda.device_count() <= 1
+    return str(devices) in ("1", "None")
 
 
 def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
@@ -137,7 +155,7 @@ def run_cv(cfg: DictConfig, only_first: bool = False) -> dict:
 
     parallel = check_parallel(cfg.cv.parallel_folds)
     is_zero = rank_zero_only.rank == 0
-    if parallel > 1 and (int(cfg.trainer.get("devices", 1) or 1) != 1 or int(cfg.trainer.get("num_nodes", 1)) != 1):
+    if parallel > 1 and not single_device(cfg.trainer):
         raise AscError(f"cv.parallel_folds={parallel} runs each fold as its own process on one device: "
                        "use trainer.devices=1 (or cv.parallel_folds=1 to train each fold on several devices)")
     clips = load_clipset(cfg.data)

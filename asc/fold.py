@@ -12,6 +12,7 @@ attention pictures, and ``result.json`` last (its presence marks the fold finish
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from omegaconf import DictConfig
 
 from asc.config import to_dict
 from asc.data.base import ClipSet, attention_clip_ids
-from asc.io import write_json_atomic, write_text_atomic
+from asc.errors import AscError
+from asc.io import write_json_atomic
+from asc.results import write_test_predictions
 
 METRICS = ("test/acc", "test/macro_f1")
 VAL_METRICS = ("val/acc", "val/macro_f1", "val/loss")  # of the tested checkpoint
@@ -151,7 +154,10 @@ def fold_trainer(cfg: DictConfig, clips: ClipSet, dm, fold: int, fold_dir: Path,
     # Lightning's model summary (a table per fold) gives way to one line per experiment (FoldCollector.describe_model)
     trainer_kwargs = {"log_every_n_steps": 5, "enable_model_summary": False, **to_dict(cfg)["trainer"],
                       "use_distributed_sampler": False}
-    callbacks = [last_ckpt, pictures] + ([best_ckpt] if best_ckpt else [])
+    # best before last: both save at the end of each epoch in this order (Lightning keeps checkpoint callbacks'
+    # order), so last.ckpt stores this epoch's validation choice; the other way round a resumed fold would
+    # restore the choice of the epoch before and could replace best.ckpt by a worse epoch
+    callbacks = [pictures] + ([best_ckpt] if best_ckpt else []) + [last_ckpt]
     extra, trainer_kwargs = training_extras(cfg, fold, trainer_kwargs)
     callbacks += [*extra, *extra_callbacks]
     if wb is not None:
@@ -230,13 +236,13 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     resumed_from = checkpoint_epoch(last)
     loggers, wb = fold_loggers(cfg, dm, fold, exp_dir, run_id, resumed_from, complexity)
     trainer, best_ckpt = fold_trainer(cfg, clips, dm, fold, fold_dir, loggers, wb, resumed_from, callbacks)
-    if resumed_from is not None:
+    earlier = untested_result(cfg, fold_dir)
+    if resumed_from is not None and earlier is None:
         # the checkpoint's epoch counts from 0, the progress lines from 1
         print(f"fold {fold}: resuming from {last} ({resumed_from + 1} of {cfg.trainer.max_epochs} epochs done), "
               f"W&B run {run_id}")
     started = time.time()
-    fit(trainer, module, dm, last, resumed_from)
-    best, tested, rule = fold_checkpoints(cfg, best_ckpt, last)
+    best, tested, rule, training = train(cfg, trainer, module, dm, best_ckpt, last, resumed_from, earlier)
     val_metrics, metrics = evaluate_checkpoint(trainer, module, dm, tested, cfg.cv.test)
     if not trainer.is_global_zero:
         return None
@@ -245,26 +251,47 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
         **{k: float(metrics[k]) for k in METRICS if k in metrics},
         **{k: float(val_metrics[k]) for k in VAL_METRICS if k in val_metrics},
         **dm.sizes,
-        "epochs": int(trainer.current_epoch),
+        **training,
         **checkpoint_fields(best, tested, rule),
-        "resumed_from_epoch": resumed_from,
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(time.time() - started + (earlier or {}).get("seconds", 0.0), 1),
         "wandb_run_id": run_id,
     }
     finish_fold(cfg, clips, fold_dir, module, wb, row)
     return row
 
 
-def write_test_predictions(path: Path, rows: list, clips: ClipSet) -> None:
-    """One line per test clip: clip, true class, predicted class, class probabilities
-    (for paired tests between runs and error analysis)."""
-    import csv
-    import io
+def train(cfg: DictConfig, trainer, module, dm, best_ckpt, last: Path, resumed_from: int | None,
+          earlier: dict | None) -> tuple[str | None, str, str, dict]:
+    """Train the fold (resumed from ``last`` at epoch ``resumed_from``), or, for a fold the
+    ``earlier`` run trained with cv.test=false, nothing more: :func:`fold_checkpoints` (or
+    :func:`earlier_checkpoints`) and the row's epochs and resumption."""
+    if earlier is not None:  # test the checkpoint that run chose
+        best, tested, rule = earlier_checkpoints(earlier, last.parent.parent)
+        return best, tested, rule, {k: earlier.get(k) for k in ("epochs", "resumed_from_epoch")}
+    fit(trainer, module, dm, last, resumed_from)
+    best, tested, rule = fold_checkpoints(cfg, best_ckpt, last)
+    return best, tested, rule, {"epochs": int(trainer.current_epoch), "resumed_from_epoch": resumed_from}
 
-    names = clips.class_names
-    buf = io.StringIO()
-    out = csv.writer(buf)
-    out.writerow(["clip", "true", "predicted"] + [f"p_{c}" for c in names])
-    for i, y, p in rows:
-        out.writerow([clips.items[i], names[y], names[int(np.argmax(p))]] + [f"{v:.5f}" for v in p])
-    write_text_atomic(path, buf.getvalue())
+
+def untested_result(cfg: DictConfig, fold_dir: Path) -> dict | None:
+    """The result.json of a fold trained earlier with ``cv.test=false`` when this run tests
+    (``cv.test=true``), else None."""
+    path = fold_dir / "result.json"
+    if not cfg.cv.test or not path.is_file():
+        return None
+    row = json.loads(path.read_text())
+    return None if "test/acc" in row else row
+
+
+def earlier_checkpoints(row: dict, fold_dir: Path) -> tuple[str | None, str, str]:
+    """:func:`fold_checkpoints` of a fold trained earlier, from its result.json: the test
+    scores the checkpoint that run chose, under the rule it recorded (looked up in the fold's
+    own folder, which may have moved since)."""
+    def here(path: str) -> str:
+        return str(fold_dir / "checkpoints" / Path(path).name)
+
+    tested = here(row["tested_checkpoint"])
+    if not Path(tested).is_file():
+        raise AscError(f"fold {row['fold']} was trained without a test and its checkpoint {tested} is gone; delete "
+                       f"{fold_dir} to train that fold again")
+    return (here(row["best_checkpoint"]) if row.get("best_epoch") is not None else None), tested, row["checkpoint"]

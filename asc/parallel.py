@@ -164,6 +164,9 @@ def run_jobs(jobs: list[Job], n: int, on_start: Callable[[Job], None] | None = N
     except KeyboardInterrupt as e:
         stop(running, signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT)
         raise KeyboardInterrupt from None
+    except BaseException:  # the parent's own error (e.g. in on_done): no child is left running unsupervised
+        stop(running, signal.SIGTERM)
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from asc.config import to_dict
 from asc.data.base import ClipSet
-from asc.io import write_json_atomic
+from asc.io import write_json_atomic, write_text_atomic
 
 
 def aggregate(rows: list[dict]) -> tuple[dict, dict]:
@@ -62,16 +62,26 @@ class FoldCollector:
         self.cfg, self.clips, self.folds, self.exp_dir = cfg, clips, folds, exp_dir
         self.record, self.complexity, self.bof_feats = record, complexity, bof_feats
         self.by_fold: dict[int, dict] = {}
+        # the experiment's other folds (an earlier asc cv over more folds than this command's cv.folds or asc
+        # train): results.json keeps their rows, and is complete only when each of them has finished
+        others = sorted(int(d.name.split("-")[1]) for d in exp_dir.glob("fold-*") if d.name.split("-")[1].isdigit())
+        self.others = [k for k in others if k not in folds]
+        self.earlier = {k: json.loads(self.result_path(k).read_text()) for k in self.others
+                        if self.result_path(k).is_file()}
 
     def result_path(self, k: int) -> Path:
         return self.exp_dir / f"fold-{k}" / "result.json"
 
     def finished(self, k: int) -> dict | None:
-        """The row of fold ``k`` when it finished earlier (said so on the terminal), else None."""
+        """The row of fold ``k`` when it finished earlier (said so on the terminal), else None
+        (also for a fold trained without a test when this run tests: its checkpoint is tested)."""
         done = self.result_path(k)
         if not done.exists():
             return None
         row = json.loads(done.read_text())
+        if self.cfg.cv.test and "test/acc" not in row:
+            print(f"fold {k}: trained earlier without a test (cv.test=false); testing its checkpoint now")
+            return None
         score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
         print(f"fold {k}: already finished ({score}), skipping")
         return row
@@ -89,13 +99,16 @@ class FoldCollector:
 
     @property
     def rows(self) -> list[dict]:
-        return [self.by_fold[k] for k in self.folds if k in self.by_fold]
+        """The rows of this command's folds (in ``cv.folds`` order), then the experiment's other
+        finished folds."""
+        return [self.by_fold[k] for k in self.folds if k in self.by_fold] + [self.earlier[k] for k in self.earlier]
 
     def results(self) -> dict:
         rows = self.rows
         mean, std = aggregate(rows) if rows else ({}, {})
+        complete = all(k in self.by_fold for k in self.folds) and len(self.earlier) == len(self.others)
         return {"experiment": self.cfg.experiment.name, "folds": rows, "mean": mean, "std": std,
-                "complete": len(rows) == len(self.folds), "config": to_dict(self.cfg),
+                "complete": complete, "config": to_dict(self.cfg),
                 **cross_fold(rows, self.clips.class_names), "reproducibility": self.record,
                 "complexity": self.complexity}
 
@@ -118,3 +131,18 @@ class FoldCollector:
               f"mix {cfg.augment.mix}")
         print(format_table(self.rows, results["mean"], results["std"]))
         print(f"results: {self.exp_dir / 'results.json'}")
+
+
+def write_test_predictions(path: Path, rows: list, clips: ClipSet) -> None:
+    """One line per test clip: clip, true class, predicted class, class probabilities
+    (for paired tests between runs and error analysis)."""
+    import csv
+    import io
+
+    names = clips.class_names
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(["clip", "true", "predicted"] + [f"p_{c}" for c in names])
+    for i, y, p in rows:
+        out.writerow([clips.items[i], names[y], names[int(np.argmax(p))]] + [f"{v:.5f}" for v in p])
+    write_text_atomic(path, buf.getvalue())

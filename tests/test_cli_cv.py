@@ -131,6 +131,8 @@ def test_unknown_fold(tmp_path):
     assert proc.returncode == 2 and "fold(s) [9] do not exist" in proc.stderr
     proc = asc("baseline", "cv.folds=[9]", *TINY, cwd=tmp_path)
     assert proc.returncode == 2 and "fold(s) [9] do not exist" in proc.stderr and "Traceback" not in proc.stderr
+    proc = asc("cv", f"output_dir={tmp_path}", "cv.folds=[1,2,1]", *TINY, cwd=tmp_path)
+    assert proc.returncode == 2 and "names fold(s) [1] more than once" in proc.stderr  # not counted twice
 
 
 @pytest.mark.slow

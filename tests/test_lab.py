@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from asc.errors import AscError
 from helpers.cli import TINY, asc
 from helpers.wandb_offline import read_run
 
@@ -161,6 +162,8 @@ def test_seeds_are_pooled_per_configuration(tmp_path):
     assert mean[f"{metric} seed std"] == pytest.approx(0.15) and mean["macro_f1"] == pytest.approx(0.74)
     assert pool_seeds(rows[:1] + rows[2:3], ["seed", "model.variant"], metric) == []  # one seed: nothing to pool
     assert pool_seeds(rows, ["model.variant"], metric) == []  # seed is not a parameter
+    lowest_first = pool_seeds(rows, ["seed", "model.variant"], metric, goal="minimize")
+    assert [p["model.variant"] for p in lowest_first] == ["mean", "stap"]  # a loss: lower is better
 
     write_tables(rows, ["seed", "model.variant"], metric, tmp_path, pooled)
     md = (tmp_path / "sweep.md").read_text()
@@ -188,10 +191,103 @@ def test_overrides_naming_a_parameter_pin_it():
     assert sweep["parameters"]["seed"] == {"values": [0, 1, 2]}  # the loaded sweep is left as it was
 
 
+def test_a_loss_metric_is_not_printed_as_a_percentage(tmp_path):
+    from asc.sweep import write_tables
+
+    metric = "mean/val/loss"
+    rows = [{"optim.lr": 0.01, metric: 0.5, f"{metric} std": 0.1, "macro_f1": 0.8, "macro_f1 std": 0.0,
+             "folds": 2, "experiment": "x/a"}]
+    write_tables(rows, ["optim.lr"], metric, tmp_path)
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| mean/val/loss |" in md and "| 0.50 ± 0.10 |" in md and "(%)" not in md.split("|")[3]
+
+
 def test_sweep_errors(tmp_path):
+    from asc.sweep import load_sweep
+
     bad = tmp_path / "bayes.yaml"
     bad.write_text("method: bayes\nmetric: {name: mean/test/acc}\nparameters: {seed: {values: [0]}}\n")
     proc = asc("sweep", str(bad), "--local", cwd=tmp_path)
     assert proc.returncode == 2 and "use grid or random" in proc.stderr
     proc = asc("sweep", str(bad), cwd=tmp_path)
     assert proc.returncode == 2 and "wandb sweep" in proc.stderr
+    misspelt = tmp_path / "goal.yaml"
+    misspelt.write_text("metric: {name: mean/val/loss, goal: minimise}\nparameters: {seed: {values: [0]}}\n")
+    with pytest.raises(AscError, match="goal 'minimise' is neither maximize nor minimize"):
+        load_sweep(misspelt)
+
+
+def test_a_null_sweep_value_reaches_the_config_as_null():
+    """`wandb agent` passes a null value as `key=None`; a local sweep passes `key=null`."""
+    from asc.config import load_config
+    from asc.sweep import run_name
+
+    for value in ("None", "null"):
+        assert load_config(overrides=[f"data.segment_seconds={value}"]).data.segment_seconds is None
+    assert run_name("seg", {"data.segment_seconds": None}).startswith("seg_segment_seconds=null-")
+
+
+def _fold_result(exp_dir: Path, fold: int = 1) -> dict:
+    return json.loads((exp_dir / f"fold-{fold}" / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_last_checkpoint_holds_this_epochs_validation_choice(tmp_path):
+    """best.ckpt is updated before last.ckpt is written, so a fold resumed from last.ckpt
+    knows the choice of the epoch it resumes from.  Killed after its last epoch and before
+    result.json (deleted here), the fold is tested again on the same validation choice."""
+    import torch
+
+    args = ["cv", "experiment.name=order", f"output_dir={tmp_path}", "logger.mode=disabled", *TINY,
+            "cv.folds=[1]", "cv.checkpoint=best"]
+    first = asc(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    fold = tmp_path / "order" / "fold-1"
+    states = torch.load(fold / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["callbacks"]
+    best_state = next(v for k, v in states.items() if "val/select" in k)
+    assert Path(best_state["best_model_path"]).name == "best.ckpt"
+    before = _fold_result(tmp_path / "order")
+    (fold / "result.json").unlink()
+    again = asc(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = _fold_result(tmp_path / "order")
+    assert after["checkpoint"] == "best" and after["best_epoch"] == before["best_epoch"] == 1
+    assert after["test/acc"] == before["test/acc"]
+
+
+@pytest.mark.slow
+def test_a_narrower_run_keeps_the_other_folds_in_results_json(tmp_path):
+    """asc train (the first fold) after asc cv over two folds: results.json still holds both
+    folds; a fold started but not finished makes it incomplete."""
+    args = [f"output_dir={tmp_path}", "experiment.name=keep", "logger.mode=disabled", *TINY]
+    assert asc("cv", *args, cwd=tmp_path).returncode == 0
+    results = tmp_path / "keep" / "results.json"
+    both = json.loads(results.read_text())
+    again = asc("train", *args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    res = json.loads(results.read_text())
+    assert [f["fold"] for f in res["folds"]] == [1, 2] and res["complete"]
+    assert res["mean"]["test/acc"] == pytest.approx(both["mean"]["test/acc"])
+    (tmp_path / "keep" / "fold-2" / "result.json").unlink()  # as if fold 2 had been killed
+    assert asc("train", *args, cwd=tmp_path).returncode == 0
+    res = json.loads(results.read_text())
+    assert [f["fold"] for f in res["folds"]] == [1] and not res["complete"]
+
+
+@pytest.mark.slow
+def test_a_fold_trained_without_a_test_is_tested_when_cv_test_turns_on(tmp_path):
+    """cv.test=false, then the same experiment with cv.test=true: the checkpoint chosen then
+    is tested, without training more."""
+    args = ["cv", f"output_dir={tmp_path}", "experiment.name=later", "logger.mode=disabled", *TINY, "cv.folds=[1]"]
+    assert asc(*args, "cv.test=false", cwd=tmp_path).returncode == 0
+    untested = _fold_result(tmp_path / "later")
+    assert "test/acc" not in untested
+    tested = asc(*args, "cv.test=true", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    assert "trained earlier without a test (cv.test=false); testing its checkpoint now" in tested.stdout
+    row = _fold_result(tmp_path / "later")
+    assert 0 <= row["test/acc"] <= 1 and (tmp_path / "later" / "fold-1" / "test_predictions.csv").is_file()
+    assert row["epochs"] == untested["epochs"] and row["tested_epoch"] == untested["tested_epoch"]
+    assert row["val/acc"] == pytest.approx(untested["val/acc"])
+    res = json.loads((tmp_path / "later" / "results.json").read_text())
+    assert "test/acc" in res["mean"] and res["complete"]

@@ -31,6 +31,24 @@ def test_parallel_folds_must_be_a_positive_integer(tmp_path):
     assert proc.returncode == 2 and "cv.parallel_folds" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_parallel_folds_need_one_device_however_it_is_written(tmp_path):
+    from omegaconf import OmegaConf
+
+    from asc.experiment import single_device
+
+    def trainer(**kw):
+        return OmegaConf.create({"accelerator": "cpu", **kw})
+
+    for one in ({}, {"devices": 1}, {"devices": "1"}, {"devices": [0]}, {"devices": "auto"}, {"devices": -1}):
+        assert single_device(trainer(**one)), one
+    for more in ({"devices": 2}, {"devices": [0, 1]}, {"devices": 1, "num_nodes": 2}, {"devices": "0,1"}):
+        assert not single_device(trainer(**more)), more
+    for devices in ("trainer.devices=2", "trainer.devices=[0,1]"):
+        proc = asc("cv", f"output_dir={tmp_path}", "cv.parallel_folds=2", devices, *TINY, cwd=tmp_path)
+        assert proc.returncode == 2 and "runs each fold as its own process on one device" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def _jobs_script(tmp_path, body: str) -> str:
     return textwrap.dedent(f"""
         import sys
@@ -58,6 +76,23 @@ def test_run_jobs_at_most_n_at_once_and_a_failure_does_not_stop_the_others(tmp_p
     starts = sorted(float((tmp_path / f"{k}.start").read_text()) for k in range(1, 5))
     ends = sorted(float((tmp_path / f"{k}.end").read_text()) for k in (1, 3, 4))
     assert starts[2] >= ends[0] - 0.05  # the third started only after one of the first two ended
+
+
+def test_an_error_in_the_parent_stops_the_children_still_running(tmp_path):
+    from asc.parallel import Job, run_jobs
+
+    quick = [sys.executable, "-c", "pass"]
+    slow = [sys.executable, "-c", "import time; time.sleep(60)"]
+    jobs = [Job(0, "quick", quick, tmp_path / "quick.txt", dict(os.environ)),
+            Job(1, "slow", slow, tmp_path / "slow.txt", dict(os.environ))]
+
+    def fail(job):
+        raise OSError("disk full")
+
+    started = time.time()
+    with pytest.raises(OSError, match="disk full"):
+        run_jobs(jobs, 2, on_done=fail, poll_s=0.02)
+    assert jobs[1].proc.poll() is not None and time.time() - started < 30  # stopped, not left to sleep
 
 
 def test_ctrl_c_reaches_every_child_and_the_parent_stops(tmp_path):

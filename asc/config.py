@@ -26,6 +26,9 @@ def _parse_overrides(overrides: list[str]) -> DictConfig:
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise AscError(f"override {item!r} is not of the form key=value (e.g. trainer.max_epochs=5)")
+    # a null value written as Python's None: `wandb agent` formats a sweep's null values that way
+    # (f"{param}={value}"), and so would any script building overrides from Python values
+    overrides = [f"{item.partition('=')[0]}=null" if item.partition("=")[2] == "None" else item for item in overrides]
     try:
         return OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as e:

@@ -111,7 +111,8 @@ def _load_runs(sweep_name: str, assignments: list[dict], config_file: str | None
     runs, failed = [], []
     for n, assignment in enumerate(assignments, 1):
         name = run_name(sweep_name, assignment)
-        overrides = (base + [f"{k}={v}" for k, v in assignment.items()] + extra + [f"experiment.name={name}"])
+        overrides = (base + [f"{k}={'null' if v is None else v}" for k, v in assignment.items()] + extra
+                     + [f"experiment.name={name}"])
         try:
             runs.append((n, assignment, name, overrides, load_config(config_file, overrides)))
         except Exception as e:  # noqa: BLE001 - one bad configuration must not stop the sweep
@@ -161,7 +162,7 @@ def _record(full: dict, sweep: dict, rows: list[dict], failed: list[dict], total
     out_dir = output_dir / sweep["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
     params = list(sweep["parameters"])
-    pooled = pool_seeds(rows, params, metric)
+    pooled = pool_seeds(rows, params, metric, sweep["metric"].get("goal", "maximize"))
     if rows:
         write_tables(rows, params, metric, out_dir, pooled)
     write_json_atomic(out_dir / "sweep.json", {"sweep": full, "rows": rows, "over_seeds": pooled,

@@ -32,7 +32,9 @@ def load_sweep(path: str | Path) -> dict:
         raise AscError(f"{path}: method {method!r} cannot run locally; use grid or random (bayes needs W&B online)")
     metric = sweep.get("metric") or {}
     if not metric.get("name"):
-        raise AscError(f"{path}: the sweep needs metric: {{name: mean/test/acc, goal: maximize}}")
+        raise AscError(f"{path}: the sweep needs metric: {{name: mean/val/acc, goal: maximize}}")
+    if metric.get("goal", "maximize") not in ("maximize", "minimize"):
+        raise AscError(f"{path}: metric goal {metric['goal']!r} is neither maximize nor minimize")
     sweep.setdefault("name", path.stem)
     named = [c for c in map(str, sweep.get("command", [])) if c.startswith("experiment.sweep=")]
     if named and named[-1].partition("=")[2] != str(sweep["name"]):
@@ -116,6 +118,8 @@ def plain_value(value):
 
 
 def short_value(value) -> str:
-    """A parameter value for reading: floats to 3 significant digits."""
+    """A parameter value for reading: floats to 3 significant digits, None as YAML's null."""
     value = plain_value(value)
+    if value is None:
+        return "null"
     return f"{value:.3g}" if isinstance(value, float) else str(value)

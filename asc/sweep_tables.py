@@ -69,11 +69,12 @@ def table_row(assignment: dict, results: dict, metric: str, exp_dir: Path) -> di
             "experiment": str(exp_dir)}
 
 
-def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:
+def pool_seeds(rows: list[dict], params: list[str], metric: str, goal: str = "maximize") -> list[dict]:
     """One row per configuration of the parameters other than ``seed``, pooling its seeds:
     mean and std over all (seed, fold) results and the std of the per-seed fold means
     (how much the training seed alone moves the result).  Empty unless ``seed`` is a
-    parameter taking several values.  Ranked by the pooled mean (higher first)."""
+    parameter taking several values.  Ranked by the pooled mean, best first under ``goal``
+    (``maximize``: higher first; ``minimize``: lower first)."""
     if "seed" not in params or len({r["seed"] for r in rows}) < 2:
         return []
     others = [p for p in params if p != "seed"]
@@ -90,7 +91,7 @@ def pool_seeds(rows: list[dict], params: list[str], metric: str) -> list[dict]:
                        metric: float(np.mean(values)), f"{metric} std": float(np.std(values)),
                        f"{metric} seed std": float(np.std([r[metric] for r in runs])),
                        "macro_f1": float(np.mean(f1)), "macro_f1 std": float(np.std(f1)), "results": len(values)})
-    return sorted(pooled, key=lambda r: r[metric], reverse=True)
+    return sorted(pooled, key=lambda r: r[metric], reverse=goal == "maximize")
 
 
 def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path,
@@ -101,6 +102,7 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
     # a validation metric ranks the runs; the test accuracy is reported beside it
     beside = metric not in ("mean/test/acc", "test/acc") and all("test_acc" in r for r in rows)
     test_head, test_md = (["test_acc mean", "test_acc std"], ["test acc (%)"]) if beside else ([], [])
+    scale, unit = (1, "") if metric.endswith("loss") else (100, " (%)")  # a loss is not a percentage
     _write_csv(out_dir / "sweep.csv",
                ["rank", *params, f"{metric} mean", f"{metric} std", *test_head, "macro_f1 mean", "macro_f1 std",
                 "folds", "experiment"],
@@ -108,8 +110,8 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
                  *((f"{r['test_acc']:.4f}", f"{r['test_acc std']:.4f}") if beside else ()),
                  *(f"{r[k]:.4f}" for k in stats[2:]), r["folds"], r["experiment"]]
                 for i, r in enumerate(rows, 1)])
-    lines = format_markdown(["rank", *params, f"{metric} (%)", *test_md, "macro-F1 (%)", "folds"],
-                      [[i, *(short_value(r[p]) for p in params), percent(r, metric),
+    lines = format_markdown(["rank", *params, f"{metric}{unit}", *test_md, "macro-F1 (%)", "folds"],
+                      [[i, *(short_value(r[p]) for p in params), percent(r, metric, scale),
                         *([percent(r, "test_acc")] if beside else []), percent(r, "macro_f1"), r["folds"]]
                        for i, r in enumerate(rows, 1)])
     if pooled:
@@ -123,10 +125,10 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
         lines += ["", "Pooled over seeds: mean ± std over every (seed, fold) result; seed std = std of the "
                   "per-seed means.", ""]
         beside = beside and all("test_acc" in r for r in pooled)
-        lines += format_markdown(["rank", *others, "seeds", f"{metric} (%)", "seed std (%)", *test_md, "macro-F1 (%)",
-                            "results"],
-                           [[i, *(r[p] for p in others), ",".join(map(str, r["seeds"])), percent(r, metric),
-                             f"{100 * r[metric + ' seed std']:.2f}", *([percent(r, "test_acc")] if beside else []),
+        lines += format_markdown(["rank", *others, "seeds", f"{metric}{unit}", f"seed std{unit}", *test_md,
+                                  "macro-F1 (%)", "results"],
+                           [[i, *(r[p] for p in others), ",".join(map(str, r["seeds"])), percent(r, metric, scale),
+                             f"{scale * r[metric + ' seed std']:.2f}", *([percent(r, "test_acc")] if beside else []),
                              percent(r, "macro_f1"), r["results"]]
                             for i, r in enumerate(pooled, 1)])
     (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
@@ -135,9 +137,9 @@ def write_tables(rows: list[dict], params: list[str], metric: str, out_dir: Path
           + (f" (pooled over seeds: {out_dir / 'sweep_over_seeds.csv'})" if pooled else ""))
 
 
-def percent(row: dict, key: str) -> str:
-    """``row[key]`` ± ``row[key + ' std']`` in percent."""
-    return f"{100 * row[key]:.2f} ± {100 * row[key + ' std']:.2f}"
+def percent(row: dict, key: str, scale: float = 100) -> str:
+    """``row[key]`` ± ``row[key + ' std']`` in percent (``scale`` 1: as they are, for a loss)."""
+    return f"{scale * row[key]:.2f} ± {scale * row[key + ' std']:.2f}"
 
 
 def _write_csv(path: Path, head: list[str], body: list[list]) -> None:

@@ -16,11 +16,15 @@ To rename a config key: add ``"old.dotted.key": "new.dotted.key"`` to
 :data:`SCHEMA_VERSION` and add a function ``MIGRATIONS[old_version]`` that turns a
 checkpoint of ``old_version`` into one of ``old_version + 1``; the fixture checkpoint in
 tests/fixtures/ckpt_b6efd54/ must keep loading and predicting as before.
+
+Finding a checkpoint for inference is here too: :func:`resolve_checkpoint` (a path, or the
+W&B run id of a fold) and :func:`checkpoint_file_problem` (is the file one at all).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from asc.errors import AscError
@@ -177,3 +181,56 @@ def rename_config_keys(cfg: dict, source: str, renames: Optional[Mapping[str, st
         if notice is not None:
             notice(f"config key {old!r} in {source} is now called {new!r}; the old name still works for now")
     return cfg
+
+
+def checkpoint_file_problem(path: Path) -> str | None:
+    """Why a file cannot be a PyTorch checkpoint, judged by its first bytes (a zip archive,
+    or an old-style pickle), or None when it may be one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its first bytes are neither a zip archive nor a pickle"
+    first = text.strip().splitlines()[0][:60] if text.strip() else ""
+    return f"it is a text file (starting {first!r})"
+
+
+def resolve_checkpoint(ref: str | Path, search_root: str | Path = "runs") -> Path:
+    """A checkpoint path, or a W&B run id of a fold (the checkpoint its test scored, as its
+    result.json names it (``cv.checkpoint``), is found under ``search_root``, the default
+    ``output_dir``; best.ckpt, then last.ckpt, for a fold without a result)."""
+    from asc.data.audio import display_name
+
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if not path.suffix and "/" not in str(ref) and Path(search_root).is_dir():
+        for id_file in Path(search_root).glob("**/fold-*/wandb_run_id"):
+            if id_file.read_text().strip() == str(ref):
+                return _tested_checkpoint(id_file.parent)
+    raise AscError(f"checkpoint {display_name(path)!r} not found (neither a file nor the W&B run id of a fold "
+                   f"under {search_root}/); checkpoints live in <output_dir>/<experiment>/fold-<k>/checkpoints/")
+
+
+def _tested_checkpoint(fold_dir: Path) -> Path:
+    """The checkpoint a fold's test scored (``tested_checkpoint`` of its result.json, looked
+    up by name in its checkpoints folder, which may have moved), else best.ckpt, else last.ckpt."""
+    import json
+
+    checkpoints = fold_dir / "checkpoints"
+    try:
+        names = [Path(json.loads((fold_dir / "result.json").read_text())["tested_checkpoint"]).name]
+    except (OSError, ValueError, KeyError, TypeError):
+        names = []
+    for name in [*names, "best.ckpt", "last.ckpt"]:
+        if (checkpoints / name).is_file():
+            return checkpoints / name
+    return checkpoints / "last.ckpt"

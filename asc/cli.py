@@ -37,6 +37,17 @@ def _command_line() -> str:
     return " ".join([program, *map(shlex.quote, sys.argv[1:])])
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (argparse's own error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="YAML config merged over the defaults (e.g. experiments/demo.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_epochs=5")
@@ -120,10 +131,10 @@ def _predict_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by asc train/cv, or the W&B run id of a fold")
     p.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively)")
     p.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
-    p.add_argument("--top-k", type=int, default=3, help="classes listed per file (default 3)")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="classes listed per file (default 3)")
     p.add_argument("--attention", action="store_true", help="also write one attention PNG per file")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--batch-segments", type=int, default=64, help="segments per forward pass (memory bound)")
+    p.add_argument("--batch-segments", type=_positive_int, default=64, help="segments per forward pass (memory bound)")
     p.set_defaults(func=commands.cmd_predict)
 
 

@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from asc.checkpoints import checkpoint_file_problem, resolve_checkpoint
 from asc.config_validation import needs_fixed_frames
 from asc.data.audio import display_name
 from asc.data.batches import segment_samples, segment_starts
@@ -223,11 +224,26 @@ def load(checkpoint: str | Path, device: str = "auto") -> Predictor:
         detail = "; ".join(line.strip() for line in str(e).splitlines()[1:3])
         raise AscError(f"{display_name(path)!r} does not match the model its config describes ({detail} ...); "
                        "was it written by another version of asc, or edited?") from None
+    return model.to(inference_device(device)).eval()
+
+
+def inference_device(device: str) -> torch.device:
+    """``--device``: ``auto`` (a CUDA GPU when there is one, else the CPU), ``cpu``, ``cuda``
+    or ``cuda:<index>``, checked to exist here."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda"):
+        raise AscError(f"--device {device!r} is not a device asc runs on: use auto, cpu, cuda or cuda:<index>")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
         raise AscError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
-    return model.to(device).eval()
+    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+        raise AscError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                       f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return chosen
 
 
 def network_weights(state_dict: dict, cfg: dict) -> dict:
@@ -239,54 +255,3 @@ def network_weights(state_dict: dict, cfg: dict) -> dict:
         raise RuntimeError(f"state_dict:\n  unexpected keys {extra[:3]}")
     prefix = "ema.module." if cfg["optim"].get("ema_epochs") else "model."
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-
-
-def checkpoint_file_problem(path: Path) -> str | None:
-    """Why a file cannot be a PyTorch checkpoint, judged by its first bytes (a zip archive,
-    or an old-style pickle), or None when it may be one."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError as e:
-        return f"cannot be read ({e.strerror})"
-    if not head:
-        return "the file is empty"
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        return None
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "its first bytes are neither a zip archive nor a pickle"
-    first = text.strip().splitlines()[0][:60] if text.strip() else ""
-    return f"it is a text file (starting {first!r})"
-
-
-def resolve_checkpoint(ref: str | Path, search_root: str | Path = "runs") -> Path:
-    """A checkpoint path, or a W&B run id of a fold (the checkpoint its test scored, as its
-    result.json names it (``cv.checkpoint``), is found under ``search_root``, the default
-    ``output_dir``; best.ckpt, then last.ckpt, for a fold without a result)."""
-    path = Path(ref)
-    if path.is_file():
-        return path
-    if not path.suffix and "/" not in str(ref) and Path(search_root).is_dir():
-        for id_file in Path(search_root).glob("**/fold-*/wandb_run_id"):
-            if id_file.read_text().strip() == str(ref):
-                return _tested_checkpoint(id_file.parent)
-    raise AscError(f"checkpoint {display_name(path)!r} not found (neither a file nor the W&B run id of a fold "
-                   f"under {search_root}/); checkpoints live in <output_dir>/<experiment>/fold-<k>/checkpoints/")
-
-
-def _tested_checkpoint(fold_dir: Path) -> Path:
-    """The checkpoint a fold's test scored (``tested_checkpoint`` of its result.json, looked
-    up by name in its checkpoints folder, which may have moved), else best.ckpt, else last.ckpt."""
-    import json
-
-    checkpoints = fold_dir / "checkpoints"
-    try:
-        names = [Path(json.loads((fold_dir / "result.json").read_text())["tested_checkpoint"]).name]
-    except (OSError, ValueError, KeyError, TypeError):
-        names = []
-    for name in [*names, "best.ckpt", "last.ckpt"]:
-        if (checkpoints / name).is_file():
-            return checkpoints / name
-    return checkpoints / "last.ckpt"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from asc.checkpoints import checkpoint_file_problem, resolve_checkpoint  # noqa: F401 - re-exported
 from asc.data.audio import AUDIO_EXTENSIONS, BadAudio, display_name, read_audio
 from asc.errors import AscError
-from asc.inference import Predictor, checkpoint_file_problem, load, resolve_checkpoint  # noqa: F401 - re-exported
+from asc.inference import Predictor, load  # noqa: F401 - re-exported
 from asc.tables import format_table
 
 

@@ -167,6 +167,53 @@ def test_export_matches_checkpoint(checkpoint, tmp_path, fmt):
 
 
 @pytest.mark.slow
+def test_bad_predict_arguments_are_one_error_line(checkpoint, tmp_path):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(8000, dtype=np.float32), 8000)
+    for args, message in ((["--device", "gpu"], "--device 'gpu' is not a device asc runs on"),
+                          (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "cuda:99"],
+                           "--device cuda:"),
+                          (["--batch-segments", "0"], "argument --batch-segments: 0 must be at least 1"),
+                          (["--top-k", "-1"], "argument --top-k: -1 must be at least 1")):
+        proc = asc("predict", "--checkpoint", str(checkpoint), str(wav), "--out", str(tmp_path / "out"), *args,
+                   cwd=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_whole_clip_model_exports_for_clips_of_any_length(tmp_path):
+    """data.segment_seconds=null: the exported file takes clips of any length (checked at
+    two lengths, here and by export itself), and the sidecar says so.  Exported by W&B run
+    id, the file goes next to the checkpoint; a folder as --out is refused."""
+    from asc.export import run_exported
+    from asc.predict import load_model
+    from helpers.cli import TINY
+
+    proc = asc("train", "experiment.name=whole", f"output_dir={tmp_path / 'runs'}", "logger.mode=disabled", *TINY,
+               "data.segment_seconds=null", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fold = tmp_path / "runs" / "whole" / "fold-1"
+    run_id = (fold / "wandb_run_id").read_text().strip()
+    refused = asc("export", "--checkpoint", run_id, "--format", "onnx", "--out", str(tmp_path), cwd=tmp_path)
+    assert refused.returncode == 2 and "is a folder: name the file to write" in refused.stderr
+    for fmt, suffix in (("onnx", ".onnx"), ("torchscript", ".pt")):
+        proc = asc("export", "--checkpoint", run_id, "--format", fmt, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = fold / "checkpoints" / f"last{suffix}"  # next to the checkpoint the fold's test scored
+        side = json.loads(Path(str(out) + ".json").read_text())
+        assert side["segment_samples"] is None and "any length" in side["clip_decision"]
+        assert side["max_abs_diff_vs_checkpoint"] < 1e-4
+        model = load_model(out.with_suffix(".ckpt"), "cpu")
+        for seconds in (0.7, 2.3):
+            wave = torch.tensor(0.1 * np.random.default_rng(2).standard_normal((2, int(seconds * model.sample_rate))),
+                                dtype=torch.float32)
+            with torch.no_grad():
+                want = torch.softmax(model(model.features(wave))[0], -1).numpy()
+            np.testing.assert_allclose(run_exported(fmt, out, wave), want, atol=1e-4)
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.pt"))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["attention_maps", "compare_runs"])
 def test_notebooks_run_top_to_bottom(checkpoint, tmp_path, name):
     import nbformat

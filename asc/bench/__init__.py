@@ -62,9 +62,9 @@ PICTURES_FULL, PICTURES_QUICK = 32, 6
 
 
 def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    from asc.inference import inference_device
+
+    return inference_device(device)
 
 
 SECTIONS = ("complexity", "frontends", "loader", "training", "step_profile", "litis_fold", "pictures",

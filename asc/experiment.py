@@ -130,7 +130,7 @@ def selected_folds(cfg: DictConfig, clips) -> list[int]:
 
 def single_device(trainer: DictConfig) -> bool:
     """Whether ``trainer.devices`` and ``trainer.num_nodes`` name one device: 1, a list of one
-    (``[0]``), or ``auto`` / -1 where that is one (a CPU, or a machine with at most one GPU)."""
+    (``[0]``), ``auto`` on a CPU or a machine with at most one GPU, or -1 on a machine with one GPU."""
     import torch
 
     devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
@@ -138,8 +138,11 @@ def single_device(trainer: DictConfig) -> bool:
         return False
     if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
         return len(devices) == 1
-    if str(devices) in ("auto", "-1"):
-        return trainer.get("accelerator", "auto") == "cpu" or torch.cuda.device_count() <= 1
+    on_cpu = trainer.get("accelerator", "auto") == "cpu"
+    if str(devices) == "auto":  # one CPU device, or every GPU
+        return on_cpu or torch.cuda.device_count() <= 1
+    if str(devices) == "-1":  # every GPU (Lightning refuses it on the CPU)
+        return not on_cpu and torch.cuda.device_count() == 1
     return str(devices) in ("1", "None")
 
 

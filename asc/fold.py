@@ -12,7 +12,6 @@ attention pictures, and ``result.json`` last (its presence marks the fold finish
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 
@@ -21,9 +20,8 @@ from omegaconf import DictConfig
 
 from asc.config import to_dict
 from asc.data.base import ClipSet, attention_clip_ids
-from asc.errors import AscError
 from asc.io import write_json_atomic
-from asc.results import write_test_predictions
+from asc.results import earlier_checkpoints, untested_result, write_test_predictions
 
 METRICS = ("test/acc", "test/macro_f1")
 VAL_METRICS = ("val/acc", "val/macro_f1", "val/loss")  # of the tested checkpoint
@@ -234,9 +232,11 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     module = SceneClassifier(to_dict(cfg), clips.class_names, fold)
     last = fold_dir / "checkpoints" / "last.ckpt"
     resumed_from = checkpoint_epoch(last)
-    loggers, wb = fold_loggers(cfg, dm, fold, exp_dir, run_id, resumed_from, complexity)
-    trainer, best_ckpt = fold_trainer(cfg, clips, dm, fold, fold_dir, loggers, wb, resumed_from, callbacks)
     earlier = untested_result(cfg, fold_dir)
+    # metrics.csv and the W&B run continue from the checkpoint's epoch, or after all epochs of an untested fold
+    continued = resumed_from if earlier is None else int(earlier.get("epochs") or 0)
+    loggers, wb = fold_loggers(cfg, dm, fold, exp_dir, run_id, continued, complexity)
+    trainer, best_ckpt = fold_trainer(cfg, clips, dm, fold, fold_dir, loggers, wb, continued, callbacks)
     if resumed_from is not None and earlier is None:
         # the checkpoint's epoch counts from 0, the progress lines from 1
         print(f"fold {fold}: resuming from {last} ({resumed_from + 1} of {cfg.trainer.max_epochs} epochs done), "
@@ -246,16 +246,10 @@ def run_fold(cfg: DictConfig, clips: ClipSet, fold: int, exp_dir: Path, complexi
     val_metrics, metrics = evaluate_checkpoint(trainer, module, dm, tested, cfg.cv.test)
     if not trainer.is_global_zero:
         return None
-    row = {
-        "fold": fold,
-        **{k: float(metrics[k]) for k in METRICS if k in metrics},
-        **{k: float(val_metrics[k]) for k in VAL_METRICS if k in val_metrics},
-        **dm.sizes,
-        **training,
-        **checkpoint_fields(best, tested, rule),
-        "seconds": round(time.time() - started + (earlier or {}).get("seconds", 0.0), 1),
-        "wandb_run_id": run_id,
-    }
+    row = {"fold": fold, **{k: float(metrics[k]) for k in METRICS if k in metrics},
+           **{k: float(val_metrics[k]) for k in VAL_METRICS if k in val_metrics}, **dm.sizes, **training,
+           **checkpoint_fields(best, tested, rule),
+           "seconds": round(time.time() - started + (earlier or {}).get("seconds", 0.0), 1), "wandb_run_id": run_id}
     finish_fold(cfg, clips, fold_dir, module, wb, row)
     return row
 
@@ -271,27 +265,3 @@ def train(cfg: DictConfig, trainer, module, dm, best_ckpt, last: Path, resumed_f
     fit(trainer, module, dm, last, resumed_from)
     best, tested, rule = fold_checkpoints(cfg, best_ckpt, last)
     return best, tested, rule, {"epochs": int(trainer.current_epoch), "resumed_from_epoch": resumed_from}
-
-
-def untested_result(cfg: DictConfig, fold_dir: Path) -> dict | None:
-    """The result.json of a fold trained earlier with ``cv.test=false`` when this run tests
-    (``cv.test=true``), else None."""
-    path = fold_dir / "result.json"
-    if not cfg.cv.test or not path.is_file():
-        return None
-    row = json.loads(path.read_text())
-    return None if "test/acc" in row else row
-
-
-def earlier_checkpoints(row: dict, fold_dir: Path) -> tuple[str | None, str, str]:
-    """:func:`fold_checkpoints` of a fold trained earlier, from its result.json: the test
-    scores the checkpoint that run chose, under the rule it recorded (looked up in the fold's
-    own folder, which may have moved since)."""
-    def here(path: str) -> str:
-        return str(fold_dir / "checkpoints" / Path(path).name)
-
-    tested = here(row["tested_checkpoint"])
-    if not Path(tested).is_file():
-        raise AscError(f"fold {row['fold']} was trained without a test and its checkpoint {tested} is gone; delete "
-                       f"{fold_dir} to train that fold again")
-    return (here(row["best_checkpoint"]) if row.get("best_epoch") is not None else None), tested, row["checkpoint"]

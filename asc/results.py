@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from asc.config import to_dict
 from asc.data.base import ClipSet
+from asc.errors import AscError
 from asc.io import write_json_atomic, write_text_atomic
 
 
@@ -66,8 +67,9 @@ class FoldCollector:
         # train): results.json keeps their rows, and is complete only when each of them has finished
         others = sorted(int(d.name.split("-")[1]) for d in exp_dir.glob("fold-*") if d.name.split("-")[1].isdigit())
         self.others = [k for k in others if k not in folds]
-        self.earlier = {k: json.loads(self.result_path(k).read_text()) for k in self.others
-                        if self.result_path(k).is_file()}
+        earlier = {k: json.loads(self.result_path(k).read_text()) for k in self.others if self.result_path(k).is_file()}
+        # finished by the rule of finished(): a fold trained without a test is not, when this run tests
+        self.earlier = {k: row for k, row in earlier.items() if not (cfg.cv.test and "test/acc" not in row)}
 
     def result_path(self, k: int) -> Path:
         return self.exp_dir / f"fold-{k}" / "result.json"
@@ -146,3 +148,29 @@ def write_test_predictions(path: Path, rows: list, clips: ClipSet) -> None:
     for i, y, p in rows:
         out.writerow([clips.items[i], names[y], names[int(np.argmax(p))]] + [f"{v:.5f}" for v in p])
     write_text_atomic(path, buf.getvalue())
+
+
+def untested_result(cfg: DictConfig, fold_dir: Path) -> dict | None:
+    """The result.json of a fold trained earlier with ``cv.test=false`` when this run tests
+    (``cv.test=true``), else None."""
+    path = fold_dir / "result.json"
+    if not cfg.cv.test or not path.is_file():
+        return None
+    row = json.loads(path.read_text())
+    return None if "test/acc" in row else row
+
+
+def earlier_checkpoints(row: dict, fold_dir: Path) -> tuple[str | None, str, str]:
+    """:func:`fold_checkpoints` of a fold trained earlier, from its result.json: the test
+    scores the checkpoint that run chose, under the rule it recorded (looked up in the fold's
+    own folder, which may have moved since)."""
+    def here(path: str) -> str:
+        return str(fold_dir / "checkpoints" / Path(path).name)
+
+    # a result.json from before cv.checkpoint existed names only best_checkpoint, which its test would score
+    tested = here(row.get("tested_checkpoint") or row["best_checkpoint"])
+    if not Path(tested).is_file():
+        raise AscError(f"fold {row['fold']} was trained without a test and its checkpoint {tested} is gone; delete "
+                       f"{fold_dir} to train that fold again")
+    best = here(row["best_checkpoint"]) if row.get("best_epoch") is not None else None
+    return best, tested, row.get("checkpoint", "best")

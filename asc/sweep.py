@@ -26,7 +26,7 @@ import yaml
 
 from asc.errors import AscError
 from asc.sweep_file import base_arguments, expand, load_sweep, pin_parameters, plain_value, short_value
-from asc.sweep_tables import percent, pool_seeds, table_row, write_tables
+from asc.sweep_tables import metric_text, pool_seeds, table_row, write_tables
 
 __all__ = ["base_arguments", "expand", "load_sweep", "pin_parameters", "pool_seeds", "run_local", "run_name",
            "write_tables"]
@@ -210,7 +210,7 @@ def _run_parallel(sweep_name: str, runs: list, total: int, config_file: str | No
                 raise AscError(last_error(job.log) or f"exit status {job.returncode}")
             rows.append(table_row(assignment, json.loads(results.read_text()), metric, output_dir / name))
             print(f"sweep {sweep_name}: run {number}/{total} finished in {job.seconds:.0f} s: {metric} "
-                  f"{percent(rows[-1], metric)} %", flush=True)
+                  f"{metric_text(rows[-1], metric)}", flush=True)
         except Exception as e:  # noqa: BLE001 - one bad configuration must not stop the sweep
             print(f"sweep {sweep_name}: run {number}/{total} FAILED ({_reason(e)}); log: {job.log}", flush=True)
             failed.append({**assignment, "experiment": str(output_dir / name), "error": _reason(e),

@@ -103,7 +103,8 @@ def pin_parameters(sweep: dict, extra: list[str]) -> tuple[dict, list[str]]:
     for item in extra:
         key, _, value = item.partition("=")
         if key in params:
-            params[key] = {"value": yaml.safe_load(value)}
+            # None as null, as the config reads it (asc.config), so the pinned run has the full sweep's name
+            params[key] = {"value": None if value == "None" else yaml.safe_load(value)}
         else:
             rest.append(item)
     return {**sweep, "parameters": params}, rest

@@ -199,7 +199,11 @@ def test_a_loss_metric_is_not_printed_as_a_percentage(tmp_path):
              "folds": 2, "experiment": "x/a"}]
     write_tables(rows, ["optim.lr"], metric, tmp_path)
     md = (tmp_path / "sweep.md").read_text()
-    assert "| mean/val/loss |" in md and "| 0.50 ± 0.10 |" in md and "(%)" not in md.split("|")[3]
+    assert "| mean/val/loss |" in md and "| 0.5000 ± 0.1000 |" in md and "(%)" not in md.split("|")[3]
+    from asc.sweep_tables import metric_text
+
+    assert metric_text(rows[0], metric) == "0.5000 ± 0.1000"
+    assert metric_text({"mean/val/acc": 0.9, "mean/val/acc std": 0.01}, "mean/val/acc") == "90.00 ± 1.00 %"
 
 
 def test_sweep_errors(tmp_path):
@@ -225,6 +229,19 @@ def test_a_null_sweep_value_reaches_the_config_as_null():
     for value in ("None", "null"):
         assert load_config(overrides=[f"data.segment_seconds={value}"]).data.segment_seconds is None
     assert run_name("seg", {"data.segment_seconds": None}).startswith("seg_segment_seconds=null-")
+    from asc.sweep import pin_parameters
+
+    sweep = {"name": "seg", "parameters": {"data.segment_seconds": {"values": [None, 4.0]}}}
+    for value in ("None", "null"):  # pinned either way: the full sweep's run name
+        pinned, _ = pin_parameters(sweep, [f"data.segment_seconds={value}"])
+        assert pinned["parameters"]["data.segment_seconds"] == {"value": None}
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _fold_result(exp_dir: Path, fold: int = 1) -> dict:
@@ -276,18 +293,34 @@ def test_a_narrower_run_keeps_the_other_folds_in_results_json(tmp_path):
 
 @pytest.mark.slow
 def test_a_fold_trained_without_a_test_is_tested_when_cv_test_turns_on(tmp_path):
-    """cv.test=false, then the same experiment with cv.test=true: the checkpoint chosen then
-    is tested, without training more."""
-    args = ["cv", f"output_dir={tmp_path}", "experiment.name=later", "logger.mode=disabled", *TINY, "cv.folds=[1]"]
+    """cv.test=false over 2 folds, then cv.test=true: the checkpoint chosen then is tested,
+    without training more; metrics.csv keeps the training rows even where last.ckpt is gone,
+    and a result.json from before cv.checkpoint existed (no tested_checkpoint) works.  Testing
+    fold 1 only leaves results.json incomplete (fold 2 untested) with fold 1's test mean."""
+    args = ["cv", f"output_dir={tmp_path}", "experiment.name=later", "logger.mode=disabled", *TINY,
+            "cv.checkpoint=best"]
     assert asc(*args, "cv.test=false", cwd=tmp_path).returncode == 0
+    fold = tmp_path / "later" / "fold-1"
     untested = _fold_result(tmp_path / "later")
     assert "test/acc" not in untested
-    tested = asc(*args, "cv.test=true", cwd=tmp_path)
+    old_style = {k: v for k, v in untested.items() if k not in ("tested_checkpoint", "checkpoint", "tested_epoch")}
+    (fold / "result.json").write_text(json.dumps(old_style))
+    (fold / "checkpoints" / "last.ckpt").unlink()
+    history = _csv_rows(fold / "metrics.csv")
+    tested = asc(*args, "cv.test=true", "cv.folds=[1]", cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr[-3000:]
     assert "trained earlier without a test (cv.test=false); testing its checkpoint now" in tested.stdout
     row = _fold_result(tmp_path / "later")
-    assert 0 <= row["test/acc"] <= 1 and (tmp_path / "later" / "fold-1" / "test_predictions.csv").is_file()
+    assert 0 <= row["test/acc"] <= 1 and (fold / "test_predictions.csv").is_file()
     assert row["epochs"] == untested["epochs"] and row["tested_epoch"] == untested["tested_epoch"]
-    assert row["val/acc"] == pytest.approx(untested["val/acc"])
+    assert row["checkpoint"] == "best" and row["val/acc"] == pytest.approx(untested["val/acc"])
+    kept = _csv_rows(fold / "metrics.csv")  # the test adds columns: compare the training rows' own
+    assert [{k: r[k] for k in history[0]} for r in kept[:len(history)]] == history and len(kept) > len(history)
     res = json.loads((tmp_path / "later" / "results.json").read_text())
-    assert "test/acc" in res["mean"] and res["complete"]
+    assert [f["fold"] for f in res["folds"]] == [1] and not res["complete"]
+    assert res["mean"]["test/acc"] == pytest.approx(row["test/acc"])
+    assert asc(*args, "cv.test=true", cwd=tmp_path).returncode == 0
+    res = json.loads((tmp_path / "later" / "results.json").read_text())
+    assert [f["fold"] for f in res["folds"]] == [1, 2] and res["complete"] and "test/acc" in res["mean"]
+
+

@@ -39,9 +39,10 @@ def test_parallel_folds_need_one_device_however_it_is_written(tmp_path):
     def trainer(**kw):
         return OmegaConf.create({"accelerator": "cpu", **kw})
 
-    for one in ({}, {"devices": 1}, {"devices": "1"}, {"devices": [0]}, {"devices": "auto"}, {"devices": -1}):
+    for one in ({}, {"devices": 1}, {"devices": "1"}, {"devices": [0]}, {"devices": "auto"}):
         assert single_device(trainer(**one)), one
-    for more in ({"devices": 2}, {"devices": [0, 1]}, {"devices": 1, "num_nodes": 2}, {"devices": "0,1"}):
+    for more in ({"devices": 2}, {"devices": [0, 1]}, {"devices": 1, "num_nodes": 2}, {"devices": "0,1"},
+                 {"devices": -1}):  # -1: every GPU, which Lightning refuses on the CPU
         assert not single_device(trainer(**more)), more
     for devices in ("trainer.devices=2", "trainer.devices=[0,1]"):
         proc = asc("cv", f"output_dir={tmp_path}", "cv.parallel_folds=2", devices, *TINY, cwd=tmp_path)

@@ -54,9 +54,9 @@ def format_table(rows: list[dict], mean: dict, std: dict) -> str:
 
 class FoldCollector:
     """results.json of an experiment, rewritten atomically as each fold's row arrives (in
-    ``cv.folds`` order, whatever order they finish in): the one collecting path of the
-    sequential loop and of parallel folds, so mean, std, the bag-of-frames baseline and the
-    cross-fold confusion are the same either way."""
+    ``cv.folds`` order, whatever order they finish in, then the experiment's other finished
+    folds): the one collecting path of the sequential loop and of parallel folds, so mean,
+    std, the bag-of-frames baseline and the cross-fold confusion are the same either way."""
 
     def __init__(self, cfg: DictConfig, clips: ClipSet, folds: list[int], exp_dir: Path, record: dict,
                  complexity: dict, bof_feats):

@@ -69,7 +69,7 @@ class FoldCollector:
         self.others = [k for k in others if k not in folds]
         earlier = {k: json.loads(self.result_path(k).read_text()) for k in self.others if self.result_path(k).is_file()}
         # finished by the rule of finished(): a fold trained without a test is not, when this run tests
-        self.earlier = {k: row for k, row in earlier.items() if not (cfg.cv.test and "test/acc" not in row)}
+        self.earlier = {k: row for k, row in earlier.items() if not awaits_test(cfg, row)}
 
     def result_path(self, k: int) -> Path:
         return self.exp_dir / f"fold-{k}" / "result.json"
@@ -81,7 +81,7 @@ class FoldCollector:
         if not done.exists():
             return None
         row = json.loads(done.read_text())
-        if self.cfg.cv.test and "test/acc" not in row:
+        if awaits_test(self.cfg, row):
             print(f"fold {k}: trained earlier without a test (cv.test=false); testing its checkpoint now")
             return None
         score = ", ".join(f"{key} {100 * row[key]:.2f} %" for key in ("val/acc", "test/acc") if key in row)
@@ -157,7 +157,13 @@ def untested_result(cfg: DictConfig, fold_dir: Path) -> dict | None:
     if not cfg.cv.test or not path.is_file():
         return None
     row = json.loads(path.read_text())
-    return None if "test/acc" in row else row
+    return row if awaits_test(cfg, row) else None
+
+
+def awaits_test(cfg: DictConfig, row: dict) -> bool:
+    """Whether a finished fold's row still needs its test: it was trained with cv.test=false
+    and this run tests (the one rule of :class:`FoldCollector` and :func:`untested_result`)."""
+    return bool(cfg.cv.test) and "test/acc" not in row
 
 
 def earlier_checkpoints(row: dict, fold_dir: Path) -> tuple[str | None, str, str]:

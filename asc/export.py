@@ -97,9 +97,10 @@ def export(checkpoint: str, fmt: str, out: Path | None = None) -> dict:
 
     if fmt not in ("onnx", "torchscript"):
         raise AscError(f"--format {fmt!r}: choose onnx or torchscript")
-    model = load(checkpoint, "cpu")
+    path = resolve_checkpoint(checkpoint)  # a path, or a fold's W&B run id: once, for loading and the default out
+    model = load(path, "cpu")
     suffix = ".onnx" if fmt == "onnx" else ".pt"
-    out = Path(out) if out else resolve_checkpoint(checkpoint).with_suffix(suffix)  # a run id: its checkpoint's
+    out = Path(out) if out else path.with_suffix(suffix)
     if out.is_dir():
         raise AscError(f"--out {out} is a folder: name the file to write, e.g. --out {out / ('model' + suffix)}")
     out.parent.mkdir(parents=True, exist_ok=True)

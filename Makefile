@@ -2,6 +2,8 @@
 # the embedded synthetic scenes) and `make test` (`make test-fast`: without the tests marked
 # slow, the end-to-end runs).  Both create .venv when it is missing.
 PYTHON ?= python3
+# test processes (pytest-xdist): auto = one per CPU core; TEST_WORKERS=0 runs the suite in this process
+TEST_WORKERS ?= auto
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -20,13 +22,13 @@ demo: $(STAMP)
 	$(BIN)/asc cv --config experiments/demo.yaml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) runs wandb .pytest_cache

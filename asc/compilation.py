@@ -1,7 +1,7 @@
 """``model.compile``: the training step's network and front-end through ``torch.compile``.
 
 A STAP-CRNN + BC training step launches about 350 small kernels; on a GPU the host's
-launching, not the device, sets its pace (README, Benchmarks).  ``torch.compile`` fuses
+launching, not the device, sets its pace (docs/benchmarks.md).  ``torch.compile`` fuses
 kernels, and its ``reduce-overhead`` mode also replays each compiled graph as one CUDA
 graph.  On an H200 (LITIS-shaped batches, random tensors, float32): eager 3 360 clips/s,
 the network compiled in ``default`` mode 3 341, in ``reduce-overhead`` 4 776, the network

@@ -103,7 +103,7 @@ class ModelConfig:
     # to the frames where each feature peaks, so the features learn to fire on short
     # events, which attention pooling alone (it starts as a plain average) does not find
     # in long clips.  0: off (the paper's network).  Training only; inference unchanged.
-    # The default 1.0 was chosen on D's validation folds (README, "Method study").
+    # The default 1.0 was chosen on D's validation folds (docs/method-study.md, 1).
     max_aux_weight: float = 1.0
     # torch.compile of the training step's network and front-end, in this mode: null (off) |
     # default | reduce-overhead (CUDA graphs: the fastest on a GPU, where launching ~350
@@ -123,7 +123,7 @@ class AugmentConfig:
     spectrogram circular roll and time/frequency masking.  Only BC is on by default: on D's
     validation folds (30 % of each training part, 2 seeds) the gain, roll and stripes
     lowered STAP-CRNN + BC from 96.55 to 94.91 % and the mean-pooled CRNN from 98.55 to
-    96.73 % (README, "Method study" 1b); experiments/hard.yaml sets its own stages (roll
+    96.73 % (docs/method-study.md, 1b); experiments/hard.yaml sets its own stages (roll
     and frequency stripes on)."""
 
     mix: str = "bc"  # none | bc | bc_spec | mixup | any registered mixer
@@ -179,7 +179,7 @@ class CVConfig:
     # on).  last was chosen on D by a nested check inside outer training parts
     # (benchmarks/nested_checkpoint.py): +1.28 points over the validation choice on 16 inner
     # folds [+0.25, +2.31]; with 11-22 validation clips per fold the best epoch is partly a
-    # noise peak (README, Method study 2g).  results.json records both epochs.
+    # noise peak (docs/method-study.md, 2g).  results.json records both epochs.
     checkpoint: str = "auto"
     # folds trained at once, each in its own process (its own W&B run and fold-<k> folder,
     # resumable as usual; log in fold-<k>/log.txt); 1: one after the other in this process.
@@ -209,7 +209,7 @@ class Config:
     # Passed to lightning.Trainer as keyword arguments (keys checked against its signature).
     trainer: Dict[str, Any] = field(
         # 320 epochs: chosen on D's validation folds over 80 and 160 (STAP-CRNN + BC 96.55 →
-        # 98.91 → 99.45 %; README "Method study" 1c, 1d)
+        # 98.91 → 99.45 %; docs/method-study.md, 1c, 1d)
         default_factory=lambda: {"max_epochs": 320, "accelerator": "auto", "devices": 1}
     )
     logger: LoggerConfig = field(default_factory=LoggerConfig)

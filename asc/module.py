@@ -252,7 +252,7 @@ class SceneClassifier(L.LightningModule):
     def _fused_optimizer(self, device: torch.device) -> bool | None:
         """AdamW's ``fused``: on CUDA one kernel for the whole update instead of a few per
         parameter group (a step is bound by kernel launches there: +11 % clips/s on an
-        H200, README, Benchmarks), except under float16 AMP, whose gradient clipping
+        H200, docs/benchmarks.md), except under float16 AMP, whose gradient clipping
         Lightning refuses with a fused optimizer; None (PyTorch's choice) elsewhere."""
         precision = str(self.trainer.precision) if self._trainer is not None else ""
         return True if device.type == "cuda" and precision != "16-mixed" else None

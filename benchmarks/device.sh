@@ -12,7 +12,7 @@
 # $OUT/bench_gpu.json is rewritten as each one finishes; the run is cut at BENCH_LIMIT_S
 # (default 300 s), keeping the sections it finished, and the tables of those are printed.
 # On an H200 they should take about 280 s: the sum of their times there in two runs of
-# 2026-11-27 (the side-by-side folds 43 s with 1 and 58 s with 8; README, Benchmarks).
+# 2026-11-27 (the side-by-side folds 43 s with 1 and 58 s with 8; docs/benchmarks.md).
 #
 # Packages: see benchmarks/device_env.sh.
 #   OUT=/some/folder benchmarks/device.sh        # default OUT: .

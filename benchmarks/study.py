@@ -50,7 +50,7 @@ FLAGSHIP_AND_BASELINE = [("stap-bc", []), ("mean-nobc", ["model.pooling=mean", "
 
 
 # Every grid above was measured with the test scoring the validation-chosen checkpoint,
-# the default until cv.checkpoint moved to last (README, Method study 2g); `d-last` is `d`
+# the default until cv.checkpoint moved to last (docs/method-study.md, 2g); `d-last` is `d`
 # under the current default.
 BEST_RULE = ["cv.checkpoint=best"]
 
@@ -70,7 +70,7 @@ def grid(name: str) -> list[tuple[str, list[str]]]:
 def d_last_seeds() -> list[tuple[str, list[str]]]:
     """Seeds 3 and 4 of ``d-last``'s STAP + BC (the default) and mean pooling + BC: a
     precision check of the one D comparison whose plain t interval excluded zero (STAP − mean
-    with BC, −1.21 [−2.08, −0.35] over 15 pairs, README 2g; corrected for the folds since,
+    with BC, −1.21 [−2.08, −0.35] over 15 pairs, docs/method-study.md 2g; corrected for the folds since,
     [−3.09, +0.67]).  Nothing is selected with it:
     the recipe is the frozen default.  Decided in this commit before any run: the README
     reports the 5-seed (25-pair) numbers beside the 3-seed ones, whichever way they go, and
@@ -91,7 +91,7 @@ def tune_d_aux() -> list[tuple[str, list[str]]]:
     per model, the last checkpoint's validation accuracy (results.json ``val/acc``) averaged
     over seeds 0 and 1; switch to weight 0 only if it beats 1.0 by >= 0.5 points (3 of 550
     clips), otherwise keep 1.0.  ``stap-bc-aux1`` is tune-d-long's ``stap-bc-e320`` (the same
-    training; its last-epoch validation accuracy is 96.73 % in both seeds, README 2g).
+    training; its last-epoch validation accuracy is 96.73 % in both seeds, docs/method-study.md 2g).
     """
     recipe = D + VALIDATION_30 + NO_AUG + ["trainer.max_epochs=320"]
     models = [("stap-bc", []), ("mean-bc", ["model.pooling=mean"])]

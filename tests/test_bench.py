@@ -113,7 +113,7 @@ def test_profile_summary_counts_kernels_not_annotated_ranges():
 def test_parallel_speedups_separate_the_fold_processes_start_up():
     from asc.bench.folds import parallel_speedups
 
-    # the quiet 2-core run of README "Benchmarks": 4 folds, one process, then 2 processes at a time
+    # the quiet 2-core run of docs/benchmarks.md: 4 folds, one process, then 2 processes at a time
     rows = [{"parallel_folds": 1, "wall_s": 35.5, "fold_s": [7.2, 6.6, 6.8, 6.3]},
             {"parallel_folds": 2, "wall_s": 42.3, "fold_s": [11.9, 11.9, 11.4, 11.4]},
             {"parallel_folds": 3, "wall_s": 40.0, "fold_s": [9.0, 9.0, 9.0, 9.0]}]

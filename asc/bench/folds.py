@@ -170,7 +170,7 @@ def bench_litis_parallel(device: torch.device, tmp: Path, levels: list[int] | No
 
     cpu = device.type == "cpu"
     # on a GPU 1 and 8 (on an H200 4 side by side gave 3.07x the epochs per second of one,
-    # 8 gave 3.73x: README, Benchmarks), so that the GPU bench keeps to its 5 minutes
+    # 8 gave 3.73x: docs/benchmarks.md), so that the GPU bench keeps to its 5 minutes
     levels = levels or ([1, 2] if cpu else [1, 8])
     cfg = fold_config(device, epochs, tmp, overrides)
     make_cached_litis(tmp, cfg.data.sample_rate, n_clips, clip_seconds, split=True)  # shared by every process

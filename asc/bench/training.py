@@ -215,7 +215,7 @@ def bench_loader(device: torch.device, clips, schedule: Schedule = FULL, quick: 
     segment = segment_samples(cfg.data, cfg.data.sample_rate)
     audio = DeviceAudio(clips.audio, np.arange(len(clips)), device)  # data.on_device: the audio held there
     # "on device": rows in pageable memory, as the DataModule gives them; on a GPU also pinned,
-    # what pinning them is worth (README, Benchmarks)
+    # what pinning them is worth (docs/benchmarks.md)
     pinned = ["on device, pinned"] if device.type == "cuda" else []
     for workers in [*common.worker_counts(quick), "on device", *pinned]:
         on_device = str(workers).startswith("on device")

@@ -103,7 +103,7 @@ class ModelConfig:
     # to the frames where each feature peaks, so the features learn to fire on short
     # events, which attention pooling alone (it starts as a plain average) does not find
     # in long clips.  0: off (the paper's network).  Training only; inference unchanged.
-    # The default 1.0 was chosen on D's validation folds (docs/method-study.md, 1).
+    # The default 1.0 was chosen on D's validation folds (docs/method-study.md, 1; re-examined in 2h).
     max_aux_weight: float = 1.0
     # torch.compile of the training step's network and front-end, in this mode: null (off) |
     # default | reduce-overhead (CUDA graphs: the fastest on a GPU, where launching ~350
@@ -178,8 +178,9 @@ class CVConfig:
     # val/acc, ties broken by the lower val/loss) | auto (last; best when early stopping is
     # on).  last was chosen on D by a nested check inside outer training parts
     # (benchmarks/nested_checkpoint.py): +1.28 points over the validation choice on 16 inner
-    # folds [+0.25, +2.31]; with 11-22 validation clips per fold the best epoch is partly a
-    # noise peak (docs/method-study.md, 2g).  results.json records both epochs.
+    # folds, 90 % interval [-1.31, +3.87] (corrected for the inner folds' overlap); with 11-22
+    # validation clips per fold the best epoch is partly a noise peak (docs/method-study.md,
+    # 2g).  results.json records both epochs.
     checkpoint: str = "auto"
     # folds trained at once, each in its own process (its own W&B run and fold-<k> folder,
     # resumable as usual; log in fold-<k>/log.txt); 1: one after the other in this process.

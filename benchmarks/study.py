@@ -14,7 +14,7 @@ epochs, or a weight average) re-select it the same way on a validation share of 
 saturates on D), for the flagship and its strongest baseline alike; ``tune-d-aux`` re-examines
 the auxiliary max-pooling loss that way, under the last-checkpoint rule.
 ``d`` and ``demo`` score the frozen recipe and its baselines over 3 seeds; ``hard`` scores
-every variant on fold 1 and the README reports the one chosen by validation accuracy.
+every variant on fold 1 and docs/method-study.md (3, 3b) reports the one chosen by validation accuracy.
 Writes ``<out>/summary.md`` and ``summary.json`` (mean validation and test accuracy per
 experiment); compare two experiments with ``asc compare``.
 """
@@ -41,7 +41,7 @@ GRIDS = ("tune-d", "tune-d2", "tune-d-epochs", "tune-d-long", "tune-ema", "hard"
 AUG = ["augment.roll=true", "augment.freq_masks=2", "augment.time_masks=2", "augment.gain_db=6"]
 NO_AUG = ["augment.roll=false", "augment.freq_masks=0", "augment.time_masks=0", "augment.gain_db=0"]
 # Each selection grid pins the recipe it measured (augmentation stages, epochs), so that it reruns
-# as the README reports it after the defaults it chose have moved on.
+# as docs/method-study.md reports it after the defaults it chose have moved on.
 PREVIOUS_DEFAULT = AUG + ["trainer.max_epochs=80"]  # the default before commit 2a9e007
 VALIDATION_ONLY = ["cv.test=false", "cv.bag_of_frames=false"]  # selection grids never score test folds
 VALIDATION_30 = VALIDATION_ONLY + ["data.val_fraction=0.3"]  # 10 % of D's training part (22 clips) saturates
@@ -72,7 +72,7 @@ def d_last_seeds() -> list[tuple[str, list[str]]]:
     precision check of the one D comparison whose plain t interval excluded zero (STAP − mean
     with BC, −1.21 [−2.08, −0.35] over 15 pairs, docs/method-study.md 2g; corrected for the folds since,
     [−3.09, +0.67]).  Nothing is selected with it:
-    the recipe is the frozen default.  Decided in this commit before any run: the README
+    the recipe is the frozen default.  Decided in this commit before any run: docs/method-study.md (2i)
     reports the 5-seed (25-pair) numbers beside the 3-seed ones, whichever way they go, and
     the targets stay judged on seeds 0-2 as the issue defines them ("3 seeds x 5 folds").
     """
@@ -100,7 +100,7 @@ def tune_d_aux() -> list[tuple[str, list[str]]]:
 
 
 def measured_grid(name: str) -> list[tuple[str, list[str]]]:
-    """The grids as the README measured them (before :data:`BEST_RULE` is added)."""
+    """The grids as docs/method-study.md measured them (before :data:`BEST_RULE` is added)."""
     if name == "tune-d":  # recipe search on D, validation only, from the paper's recipe
         tune = ["--config", "experiments/phan2019.yaml", *VALIDATION_ONLY]
         return [(f"tune-d-{n}", D + tune + o) for n, o in [

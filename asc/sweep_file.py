@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,12 @@ def load_sweep(path: str | Path) -> dict:
         raise AscError(f"{path}: the sweep needs metric: {{name: mean/val/acc, goal: maximize}}")
     if metric.get("goal", "maximize") not in ("maximize", "minimize"):
         raise AscError(f"{path}: metric goal {metric['goal']!r} is neither maximize nor minimize")
+    if "test/" in str(metric["name"]):
+        # allowed (e.g. to rank finished runs for a report), but a choice made on the test
+        # folds leaves no untouched test number: say so once, where the user will see it
+        print(f"notice: {path}: the sweep ranks its runs by the test metric {metric['name']!r}, so what it "
+              "picks is chosen on test folds; rank by a validation metric (mean/val/acc) to keep the test "
+              "honest: test accuracy is reported beside it", file=sys.stderr)
     sweep.setdefault("name", path.stem)
     named = [c for c in map(str, sweep.get("command", [])) if c.startswith("experiment.sweep=")]
     if named and named[-1].partition("=")[2] != str(sweep["name"]):

@@ -113,6 +113,7 @@ command: ["${env}", asc, cv, logger.mode=disabled, "${args_no_hyphens}"]
     started = time.time()
     proc = asc("sweep", str(sweep), "--local", f"output_dir={tmp_path}/runs", *TINY, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ranks its runs by the test metric 'mean/test/acc'" in proc.stderr
     print(f"local 2x2 sweep: {time.time() - started:.1f} s")
     md = (tmp_path / "runs" / "grid" / "sweep.md").read_text().splitlines()
     assert md[0].startswith("| rank | model.variant | augment.mix | mean/test/acc (%)") and len(md) == 6
@@ -219,6 +220,21 @@ def test_sweep_errors(tmp_path):
     misspelt.write_text("metric: {name: mean/val/loss, goal: minimise}\nparameters: {seed: {values: [0]}}\n")
     with pytest.raises(AscError, match="goal 'minimise' is neither maximize nor minimize"):
         load_sweep(misspelt)
+
+
+def test_a_sweep_ranked_by_a_test_metric_says_so(tmp_path, capsys):
+    """Ranking by mean/test/acc is allowed but named as choosing on test folds; the shipped
+    sweep files rank by validation and get no such notice."""
+    from asc.sweep import load_sweep
+
+    on_test = tmp_path / "on_test.yaml"
+    on_test.write_text("metric: {name: mean/test/acc, goal: maximize}\nparameters: {seed: {values: [0]}}\n")
+    load_sweep(on_test)
+    err = capsys.readouterr().err
+    assert "notice:" in err and "'mean/test/acc'" in err and "mean/val/acc" in err
+    for shipped in sorted((Path(__file__).resolve().parents[1] / "experiments" / "sweeps").glob("*.yaml")):
+        assert load_sweep(shipped)["metric"]["name"].startswith("mean/val/")
+    assert capsys.readouterr().err == ""
 
 
 def test_a_null_sweep_value_reaches_the_config_as_null():
